@@ -1,0 +1,71 @@
+/**
+ * The small database interface everything in sessiond talks to. Two
+ * implementations: postgres.js (a DATABASE_URL) and PGlite (embedded).
+ */
+
+/** A row as a plain object keyed by column name. */
+export type Row = Record<string, unknown>;
+
+/** Anything that runs a parameterised statement: the database or an open transaction. */
+export interface Queryable {
+  /** Runs one parameterised statement ($1, $2, …) and returns its rows. */
+  query<T = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
+}
+
+/** A subscription to a NOTIFY channel. */
+export interface Listener {
+  /** Stops listening. */
+  close(): Promise<void>;
+}
+
+export type DbKind = "postgres" | "pglite";
+
+/** The database: queries, transactions, LISTEN, close. */
+export interface Db extends Queryable {
+  readonly kind: DbKind;
+  /**
+   * Runs `fn` in one transaction: commits when it resolves, rolls back when it
+   * throws (and rethrows). NOTIFYs sent inside reach listeners only on commit.
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * LISTENs on `channel` (a plain lowercase name). `onNotify` gets each payload.
+   * `onReconnect` fires after the listener connection was lost and LISTEN was
+   * issued again: notifications sent in the gap are lost, so sweep there.
+   */
+  listen(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<Listener>;
+  /** Closes every connection. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** A database error with its SQLSTATE, whichever driver raised it. */
+export class DbError extends Error {
+  readonly code: string;
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DbError";
+    this.code = code;
+  }
+}
+
+/** SQLSTATEs sessiond's functions raise on purpose. */
+export const SqlState = {
+  checkViolation: "23514",
+  uniqueViolation: "23505",
+  notNullViolation: "23502",
+  invalidParameter: "22023",
+  programLimitExceeded: "54000",
+  objectNotInPrerequisiteState: "55000",
+  lockNotAvailable: "55P03",
+  invalidTextRepresentation: "22P02",
+} as const;
+
+/** Wraps a driver error as a DbError when it carries a SQLSTATE. */
+export function toDbError(error: unknown): unknown {
+  if (error instanceof DbError) return error;
+  if (error instanceof Error && "code" in error && typeof (error as { code: unknown }).code === "string") {
+    const code = (error as { code: string }).code;
+    if (/^[0-9A-Z]{5}$/.test(code)) return new DbError(error.message, code, { cause: error });
+  }
+  return error;
+}

@@ -1,0 +1,136 @@
+/**
+ * Fresh databases for tests: `describeEachDb` runs the same cases on PGlite
+ * and on real Postgres, each block with a database of its own (PGlite loaded
+ * from the dump built in global setup; Postgres created from the template).
+ * Every Db opened here is closed in afterAll, and afterEach checks that no
+ * test left a listener open.
+ */
+import { readFile } from "node:fs/promises";
+import postgres from "postgres";
+import { afterAll, afterEach, beforeAll, describe, expect, inject } from "vitest";
+import {
+  createPgliteDb,
+  createPostgresDb,
+  type Db,
+  type DbKind,
+  type Listener,
+  type PgliteDb,
+} from "../../src/db/index.js";
+import { adminUrl, databaseUrl, TEST_DB_PREFIX } from "./pg-urls.js";
+
+export const postgresAvailable = inject("pgTemplate") !== null;
+
+let dumpCache: Blob | undefined;
+
+/** A PGlite database with every migration applied, in memory. */
+export async function freshPglite(): Promise<PgliteDb> {
+  dumpCache ??= new Blob([await readFile(inject("pgliteDump"))]);
+  return createPgliteDb({ loadDataDir: dumpCache });
+}
+
+/** A new real-Postgres database copied from the migrated template; `drop()` removes it. */
+export async function freshPostgresDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const template = inject("pgTemplate");
+  if (!template) throw new Error("real Postgres is not available");
+  const name = `${TEST_DB_PREFIX}${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+  const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database "${name}" template "${template}"`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  return {
+    url: databaseUrl(name),
+    drop: async () => {
+      const a = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+      await a.unsafe(`drop database if exists "${name}" with (force)`);
+      await a.end({ timeout: 5 });
+    },
+  };
+}
+
+/** Listeners opened through a tracked Db; afterEach asserts none is left open. */
+const openListeners = new Set<Listener>();
+
+function tracked(db: Db): Db {
+  return {
+    ...db,
+    kind: db.kind,
+    query: db.query.bind(db),
+    transaction: db.transaction.bind(db),
+    close: db.close.bind(db),
+    async listen(channel, onNotify, onReconnect) {
+      const listener = await db.listen(channel, onNotify, onReconnect);
+      const wrapped: Listener = {
+        close: async () => {
+          openListeners.delete(wrapped);
+          await listener.close();
+        },
+      };
+      openListeners.add(wrapped);
+      return wrapped;
+    },
+  };
+}
+
+export interface TestDb {
+  kind: DbKind;
+  /** The database of this block. */
+  db: Db;
+  /** Postgres only: the URL of this block's database, to open more connections. */
+  url: string | undefined;
+  /** Opens another Db on the same database (Postgres only; PGlite is one session). */
+  another(options?: { max?: number }): Db;
+}
+
+/**
+ * Declares `body` once per driver: "pglite" and "postgres". The Postgres block
+ * is skipped (loudly, by global setup) when no server is reachable, unless
+ * REQUIRE_POSTGRES=1 made global setup fail instead.
+ */
+export function describeEachDb(title: string, body: (t: TestDb) => void, kinds: DbKind[] = ["pglite", "postgres"]) {
+  for (const kind of kinds) {
+    const skip = kind === "postgres" && !postgresAvailable;
+    describe.skipIf(skip)(`${title} [${kind}]`, () => {
+      const extra: Db[] = [];
+      let drop: (() => Promise<void>) | undefined;
+      const t = { kind, url: undefined } as TestDb;
+      beforeAll(async () => {
+        if (kind === "pglite") {
+          t.db = tracked(await freshPglite());
+        } else {
+          const fresh = await freshPostgresDatabase();
+          drop = fresh.drop;
+          t.url = fresh.url;
+          t.db = tracked(createPostgresDb(fresh.url, { max: 10 }));
+        }
+        t.another = (options) => {
+          if (!t.url) throw new Error("another() needs real Postgres");
+          const db = tracked(createPostgresDb(t.url, { max: options?.max ?? 4 }));
+          extra.push(db);
+          return db;
+        };
+      });
+      afterEach(() => {
+        expect(openListeners.size, "a test left a LISTEN subscription open").toBe(0);
+      });
+      afterAll(async () => {
+        for (const db of extra) await db.close();
+        await t.db?.close();
+        await drop?.();
+      });
+      body(t);
+    });
+  }
+}
+
+/** Resolves with the first value `subscribe` delivers, or rejects after `ms`. */
+export function nextValue<T>(subscribe: (resolve: (value: T) => void) => void, ms = 5000, what = "value"): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+    subscribe((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
