@@ -6,7 +6,7 @@
  * hash chain, and records them in the same graphile_migrate.migrations table.
  */
 import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { migrate as graphileMigrate, Logger } from "graphile-migrate";
 import type { PgliteDb } from "./pglite.js";
@@ -114,4 +114,35 @@ export async function migratePglite(db: PgliteDb): Promise<number> {
     ran += 1;
   }
   return ran;
+}
+
+/**
+ * Development only: rewrites the Previous/Hash headers of every committed
+ * migration after an edit of a not-yet-released file. Never use this on a
+ * migration that any database outside development has applied.
+ * @internal
+ */
+export async function rehashCommittedMigrations(folder = migrationsFolder): Promise<string[]> {
+  const dir = `${folder}/committed`;
+  const names = (await readdir(dir)).filter((name) => /^\d{6}(-[-\w]*)?\.sql$/.test(name)).sort();
+  const changed: string[] = [];
+  let previous: string | null = null;
+  for (const name of names) {
+    const contents = await readFile(`${dir}/${name}`, "utf8");
+    const lines = contents.split("\n");
+    let index = 0;
+    const kept: string[] = [];
+    for (; index < lines.length && /^--! /.test(lines[index] ?? ""); index++) {
+      if (!/^--! (Previous|Hash):/.test(lines[index] ?? "")) kept.push(lines[index] as string);
+    }
+    const body = lines.slice(index + 1).join("\n");
+    const hash = migrationHash(body, previous);
+    const next = [`--! Previous: ${previous ?? "-"}`, `--! Hash: ${hash}`, ...kept, "", body].join("\n");
+    if (next !== contents) {
+      await writeFile(`${dir}/${name}`, next);
+      changed.push(name);
+    }
+    previous = hash;
+  }
+  return changed;
 }
