@@ -1,0 +1,1 @@
+export { SessiondCheckpointer, type SessiondCheckpointerOptions } from "./checkpointer.js";
