@@ -13,7 +13,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
 import { createPgliteDb, migratePglite, migratePostgres } from "../../src/db/index.js";
-import { adminUrl, databaseUrl, TEMPLATE_PREFIX, testDatabaseUrl } from "./pg-urls.js";
+import { adminUrl, databaseUrl, TEMPLATE_PREFIX, TEST_DB_PREFIX, testDatabaseUrl } from "./pg-urls.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -24,6 +24,15 @@ declare module "vitest" {
 
 let tempDir: string | undefined;
 let template: string | null = null;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
 
 export async function setup(project: TestProject) {
   tempDir = await mkdtemp(join(tmpdir(), "sessiond-test-"));
@@ -47,11 +56,15 @@ export async function setup(project: TestProject) {
     return;
   }
   try {
-    // Drop templates left by runs that died before teardown.
+    // Drop databases left by runs that died before teardown (their process is gone;
+    // other test runs may be going on at the same time, so never touch a live one's).
     const stale = await admin<{ datname: string }[]>`
-      select datname from pg_database where datname like ${`${TEMPLATE_PREFIX}%`}`;
+      select datname from pg_database where datname like ${`${TEMPLATE_PREFIX}%`} or datname like ${`${TEST_DB_PREFIX}%`}`;
     for (const { datname } of stale) {
-      await admin.unsafe(`drop database if exists "${datname}" with (force)`).catch(() => {});
+      const pid = Number(/_(\d+)_/.exec(datname)?.[1]);
+      if (Number.isInteger(pid) && !processAlive(pid)) {
+        await admin.unsafe(`drop database if exists "${datname}" with (force)`).catch(() => {});
+      }
     }
     template = `${TEMPLATE_PREFIX}${process.pid}_${Date.now()}`;
     await admin.unsafe(`create database "${template}"`);

@@ -1,0 +1,511 @@
+/**
+ * The session processor: turns each session's events into agent output, in
+ * order, exactly once, across any number of processes sharing one Postgres.
+ *
+ * States of a session, as seen from one process:
+ *   idle ──notify/sweep + claim_session──▶ active (lease held, token T)
+ *   active: loop { read cursor; run next batch; commit_run(T) } until no work
+ *   active ──no work──▶ release_session ──▶ idle (then re-check: a NOTIFY that
+ *           arrived while we were finishing must not be lost)
+ *   active ──heartbeat false / SDL01──▶ lost: abort the run, commit nothing,
+ *           do not release (the new owner holds the lease now)
+ *
+ * Invariants:
+ * - A run commits only inside commit_run's fencing check, in one transaction
+ *   with the checkpoint (the checkpointer buffers the run's writes in memory
+ *   until then). A crash or a lost lease before that leaves nothing behind;
+ *   whoever holds the lease next redoes the event.
+ * - Events are processed strictly in seq order (commit_run refuses anything
+ *   else), one run per session at a time (the lease), and at most
+ *   `concurrency` sessions at a time in this process.
+ * - Dispatch is push: a NOTIFY on sessiond_events starts work at once. The
+ *   sweep (claim_sessions, every sweepMs and right after the listener
+ *   reconnects) is only the fallback; in poll-only mode it is all there is.
+ */
+import { randomUUID } from "node:crypto";
+import { Channels, type Db, DbError, type Listener, parseSeqPairs } from "../db/index.js";
+import type { PendingEffect } from "../effects/emit.js";
+import { EffectValidationError } from "../effects/registry.js";
+import { readEvents, type SessionEvent } from "../events/index.js";
+import {
+  claimSession,
+  claimSessions,
+  commitRun,
+  heartbeatSession,
+  LEASE_LOST,
+  type RunOutcome,
+  readCursor,
+  releaseSession,
+} from "./leases.js";
+import { type GraphRunner, UnsupportedEventError } from "./run.js";
+
+/** What the processor needs of the checkpointer: per-thread write buffering. */
+export interface RunCheckpointer {
+  beginRun(threadId: string): void;
+  flushRun(tx: import("../db/index.js").Queryable, threadId: string): Promise<void>;
+  discardRun(threadId: string): void;
+}
+
+/** A pino-compatible logger subset. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface ProcessorHooks {
+  /** A run is about to start (dispatch latency is measured from commit to here). */
+  onRunStart?(sessionKey: string, seq: number): void;
+  /** Called right before the commit transaction; throwing simulates a crash there. */
+  beforeCommit?(sessionKey: string, seq: number): void | Promise<void>;
+  /** A run committed. */
+  onCommitted?(sessionKey: string, seqs: number[]): void;
+}
+
+export interface ProcessorOptions {
+  db: Db;
+  runner: GraphRunner;
+  checkpointer: RunCheckpointer;
+  /** Unique per process instance (default: a random id). */
+  owner?: string;
+  /** Sessions processed at once by this process (default 16). */
+  concurrency?: number;
+  /** Lease time-to-live (default 15 s); heartbeats every third of it. */
+  leaseMs?: number;
+  /** Fallback sweep interval (default 2 s). */
+  sweepMs?: number;
+  /** `notify` (default): LISTEN + sweep. `poll-only`: sweep only (transaction-mode PgBouncer). */
+  mode?: "notify" | "poll-only";
+  /** Attempts for a run failing with a transient error (default 3). */
+  maxAttempts?: number;
+  /** Base of the exponential backoff between attempts (default 250 ms). */
+  retryBaseMs?: number;
+  logger?: Logger;
+  hooks?: ProcessorHooks;
+  /**
+   * True when this process holds a client connection of the session. Sessions
+   * without a local client are claimed after `remoteClaimDelayMs`, so that a
+   * process holding the session's socket wins the claim and streams tokens
+   * without a relay.
+   */
+  isLocal?: (sessionKey: string) => boolean;
+  /** Delay before claiming a notified session with no local client (default 15 ms; 0 = off). */
+  remoteClaimDelayMs?: number;
+}
+
+class LeaseLostError extends Error {
+  constructor(sessionKey: string) {
+    super(`lease lost on session ${sessionKey}`);
+  }
+}
+
+interface ActiveSession {
+  token: number;
+  abort: AbortController | undefined;
+  /** The seq of the last event in the running batch. */
+  runningSeq: number;
+  lost: boolean;
+  /** A newer event asked to interrupt the running one. */
+  interrupting: boolean;
+  /** A notification arrived while active (diagnostics). */
+  dirty: boolean;
+  heartbeat: NodeJS.Timeout | undefined;
+}
+
+/** The error classes that no retry can fix. */
+function isPermanent(error: unknown): boolean {
+  if (error instanceof UnsupportedEventError || error instanceof EffectValidationError) return true;
+  if (error instanceof Error) {
+    if (["GraphRecursionError", "InvalidUpdateError", "EmptyInputError", "GraphValueError"].includes(error.name))
+      return true;
+    const status = (error as { status?: unknown }).status;
+    if (typeof status === "number" && status >= 400 && status < 500 && status !== 408 && status !== 429) return true;
+  }
+  return false;
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** The events to run together: normally one; a chain ending in an `interrupt` message supersedes what precedes it. */
+export function chooseBatch(events: SessionEvent[]): SessionEvent[] {
+  let end = 0;
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i] as SessionEvent;
+    if (event.type !== "user_message") break;
+    if (i > 0 && event.payload.strategy === "interrupt") end = i;
+  }
+  return events.slice(0, end + 1);
+}
+
+export class SessionProcessor {
+  readonly owner: string;
+  readonly #db: Db;
+  readonly #runner: GraphRunner;
+  readonly #checkpointer: RunCheckpointer;
+  readonly #concurrency: number;
+  readonly #leaseMs: number;
+  readonly #sweepMs: number;
+  readonly #mode: "notify" | "poll-only";
+  readonly #maxAttempts: number;
+  readonly #retryBaseMs: number;
+  readonly #log: Logger;
+  readonly #hooks: ProcessorHooks;
+  readonly #isLocal: ((sessionKey: string) => boolean) | undefined;
+  readonly #remoteClaimDelayMs: number;
+
+  readonly #active = new Map<string, ActiveSession>();
+  readonly #loops = new Set<Promise<void>>();
+  readonly #wanted = new Set<string>();
+  #listener: Listener | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #sweeping: Promise<void> | undefined;
+  #started = false;
+  #stopping = false;
+  #stopController = new AbortController();
+
+  constructor(options: ProcessorOptions) {
+    this.owner = options.owner ?? `sessiond-${randomUUID()}`;
+    this.#db = options.db;
+    this.#runner = options.runner;
+    this.#checkpointer = options.checkpointer;
+    this.#concurrency = options.concurrency ?? 16;
+    this.#leaseMs = options.leaseMs ?? 15_000;
+    this.#sweepMs = options.sweepMs ?? 2_000;
+    this.#mode = options.mode ?? "notify";
+    this.#maxAttempts = options.maxAttempts ?? 3;
+    this.#retryBaseMs = options.retryBaseMs ?? 250;
+    this.#log = options.logger ?? silentLogger;
+    this.#hooks = options.hooks ?? {};
+    this.#isLocal = options.isLocal;
+    this.#remoteClaimDelayMs = options.remoteClaimDelayMs ?? 15;
+  }
+
+  /** Sessions this process holds a lease on right now. */
+  get activeSessions(): number {
+    return this.#active.size;
+  }
+
+  /** True while the LISTEN connection is established (always true in poll-only mode once started). */
+  get listening(): boolean {
+    return this.#mode === "poll-only" ? this.#started : this.#listener !== undefined;
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    if (this.#mode === "notify") {
+      this.#listener = await this.#db.listen(
+        Channels.events,
+        (payload) => this.#onNotify(payload),
+        () => {
+          this.#log.warn({ owner: this.owner }, "events listener reconnected; sweeping");
+          this.sweep();
+        },
+      );
+    }
+    this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
+    this.#sweepTimer.unref();
+    this.sweep();
+  }
+
+  /**
+   * Stops taking work; lets running sessions finish their current run for up
+   * to `graceMs`, then aborts them (nothing of an aborted run commits) and
+   * releases their leases so another process takes over at once.
+   */
+  async stop(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.#stopping) {
+      await Promise.allSettled([...this.#loops]);
+      return;
+    }
+    this.#stopping = true;
+    clearInterval(this.#sweepTimer);
+    await this.#listener?.close().catch(() => {});
+    this.#listener = undefined;
+    const graceMs = options.graceMs ?? 10_000;
+    const all = Promise.allSettled([...this.#loops]);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      all.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.#stopController.abort();
+      for (const state of this.#active.values()) state.abort?.abort(new Error("processor stopping"));
+      await all;
+    }
+    await this.#sweeping;
+  }
+
+  /** Claims and starts sessions with unprocessed events and no live lease, up to free capacity. */
+  sweep(): void {
+    if (this.#stopping || this.#sweeping) return;
+    this.#sweeping = (async () => {
+      try {
+        const free = this.#concurrency - this.#active.size;
+        if (free <= 0) return;
+        const claimed = await claimSessions(this.#db, this.owner, this.#leaseMs, free);
+        for (const { session_key, lease_token } of claimed) {
+          if (this.#active.has(session_key)) continue;
+          this.#startLoop(session_key, lease_token);
+        }
+      } catch (error) {
+        if (!this.#stopping) this.#log.error({ err: error }, "sweep failed");
+      } finally {
+        this.#sweeping = undefined;
+      }
+    })();
+  }
+
+  #onNotify(payload: string): void {
+    const pairs = parseSeqPairs(payload);
+    if (pairs === null) {
+      this.sweep();
+      return;
+    }
+    for (const [sessionKey, seq] of pairs) {
+      const active = this.#active.get(sessionKey);
+      if (active) {
+        active.dirty = true;
+        if (active.abort && seq > active.runningSeq) void this.#checkInterrupt(sessionKey, active);
+      } else if (this.#isLocal && this.#remoteClaimDelayMs > 0 && !this.#isLocal(sessionKey)) {
+        setTimeout(() => void this.#tryStart(sessionKey), this.#remoteClaimDelayMs).unref();
+      } else {
+        void this.#tryStart(sessionKey);
+      }
+    }
+  }
+
+  async #checkInterrupt(sessionKey: string, state: ActiveSession): Promise<void> {
+    const runningSeq = state.runningSeq;
+    try {
+      const rows = await this.#db.query(
+        "select 1 from sessiond.events where session_key = $1 and seq > $2 and payload->>'strategy' = 'interrupt' limit 1",
+        [sessionKey, runningSeq],
+      );
+      if (rows.length > 0 && state.runningSeq === runningSeq && state.abort) {
+        state.interrupting = true;
+        state.abort.abort(new Error("interrupted by a newer message"));
+      }
+    } catch (error) {
+      this.#log.warn({ sessionKey, err: error }, "interrupt check failed");
+    }
+  }
+
+  async #tryStart(sessionKey: string): Promise<void> {
+    if (this.#stopping || this.#active.has(sessionKey)) return;
+    if (this.#active.size >= this.#concurrency) {
+      this.#wanted.add(sessionKey);
+      return;
+    }
+    try {
+      const token = await claimSession(this.#db, sessionKey, this.owner, this.#leaseMs);
+      if (token === null || this.#stopping || this.#active.has(sessionKey)) {
+        if (token !== null && !this.#active.has(sessionKey)) {
+          await releaseSession(this.#db, sessionKey, this.owner, token);
+        }
+        return;
+      }
+      this.#startLoop(sessionKey, token);
+    } catch (error) {
+      if (!this.#stopping) this.#log.error({ sessionKey, err: error }, "claim failed");
+    }
+  }
+
+  #startLoop(sessionKey: string, token: number): void {
+    const state: ActiveSession = {
+      token,
+      abort: undefined,
+      runningSeq: 0,
+      lost: false,
+      interrupting: false,
+      dirty: false,
+      heartbeat: undefined,
+    };
+    this.#active.set(sessionKey, state);
+    state.heartbeat = setInterval(() => void this.#heartbeat(sessionKey, state), Math.max(50, this.#leaseMs / 3));
+    state.heartbeat.unref();
+    const loop = this.#loop(sessionKey, state).finally(() => {
+      this.#loops.delete(loop);
+    });
+    this.#loops.add(loop);
+  }
+
+  async #heartbeat(sessionKey: string, state: ActiveSession): Promise<void> {
+    try {
+      const ok = await heartbeatSession(this.#db, sessionKey, this.owner, state.token, this.#leaseMs);
+      if (!ok) this.#markLost(sessionKey, state);
+      else if (this.#mode === "poll-only" && state.abort) await this.#checkInterrupt(sessionKey, state);
+    } catch (error) {
+      this.#log.warn({ sessionKey, err: error }, "heartbeat failed");
+    }
+  }
+
+  #markLost(sessionKey: string, state: ActiveSession): void {
+    if (state.lost) return;
+    state.lost = true;
+    this.#log.warn({ sessionKey, token: state.token }, "lease lost; abandoning the run");
+    state.abort?.abort(new LeaseLostError(sessionKey));
+  }
+
+  async #loop(sessionKey: string, state: ActiveSession): Promise<void> {
+    let released = false;
+    try {
+      for (;;) {
+        while (!this.#stopping && !state.lost) {
+          state.dirty = false;
+          const cursor = await readCursor(this.#db, sessionKey);
+          if (!cursor || cursor.processedSeq >= cursor.lastSeq) break;
+          if (cursor.leaseToken !== state.token) {
+            this.#markLost(sessionKey, state);
+            break;
+          }
+          const events = await readEvents(this.#db, sessionKey, cursor.processedSeq, 64);
+          if (events.length === 0) break;
+          await this.#processBatch(sessionKey, state, chooseBatch(events));
+        }
+        if (state.lost || this.#stopping) break;
+        // Give the lease back, then make sure no event slipped in meanwhile: its
+        // NOTIFY may have arrived while this loop still counted as active.
+        await releaseSession(this.#db, sessionKey, this.owner, state.token);
+        released = true;
+        const cursor = await readCursor(this.#db, sessionKey);
+        if (!cursor || cursor.processedSeq >= cursor.lastSeq) break;
+        const token = await claimSession(this.#db, sessionKey, this.owner, this.#leaseMs);
+        if (token === null) break;
+        state.token = token;
+        released = false;
+      }
+    } catch (error) {
+      if (!(error instanceof LeaseLostError) && !this.#stopping) {
+        this.#log.error({ sessionKey, err: error }, "session loop failed");
+      }
+    } finally {
+      clearInterval(state.heartbeat);
+      this.#active.delete(sessionKey);
+      if (!state.lost && !released) {
+        await releaseSession(this.#db, sessionKey, this.owner, state.token).catch(() => {});
+      }
+      this.#pumpWanted();
+    }
+  }
+
+  #pumpWanted(): void {
+    for (const sessionKey of this.#wanted) {
+      if (this.#active.size >= this.#concurrency) return;
+      this.#wanted.delete(sessionKey);
+      void this.#tryStart(sessionKey);
+    }
+  }
+
+  async #processBatch(sessionKey: string, state: ActiveSession, batch: SessionEvent[]): Promise<void> {
+    const last = batch[batch.length - 1] as SessionEvent;
+    const superseded = batch.slice(0, -1);
+    const startedAt = new Date();
+    state.runningSeq = last.seq;
+    state.interrupting = false;
+    for (let attempt = 1; ; attempt++) {
+      const abort = new AbortController();
+      state.abort = abort;
+      this.#checkpointer.beginRun(sessionKey);
+      try {
+        this.#hooks.onRunStart?.(sessionKey, last.seq);
+        const { effects } = await this.#runner.run({ sessionKey, events: batch, signal: abort.signal });
+        await this.#hooks.beforeCommit?.(sessionKey, last.seq);
+        if (state.lost) throw new LeaseLostError(sessionKey);
+        await this.#commit(sessionKey, state, [
+          ...superseded.map((e) => this.#supersededOutcome(e, startedAt)),
+          { outcome: { seq: last.seq, status: "processed", attempts: attempt, startedAt }, effects },
+        ]);
+        return;
+      } catch (error) {
+        this.#checkpointer.discardRun(sessionKey);
+        if (state.lost || (error instanceof DbError && error.code === LEASE_LOST)) {
+          this.#markLost(sessionKey, state);
+          throw new LeaseLostError(sessionKey);
+        }
+        if (this.#stopping) throw error;
+        if (state.interrupting) return; // the loop re-reads and runs the newer message with this one
+        const permanent = isPermanent(error);
+        this.#log.warn({ sessionKey, seq: last.seq, attempt, err: error, permanent }, "run failed");
+        if (permanent || attempt >= this.#maxAttempts) {
+          await this.#commitFailure(sessionKey, state, batch, error, attempt, startedAt);
+          return;
+        }
+        await this.#backoff(attempt);
+      } finally {
+        state.abort = undefined;
+      }
+    }
+  }
+
+  #supersededOutcome(event: SessionEvent, startedAt: Date) {
+    const effect = {
+      eventSeq: event.seq,
+      ...this.#errorEffect(event, "superseded", "a newer message interrupted this one"),
+    };
+    return { outcome: { seq: event.seq, status: "superseded" as const, startedAt }, effects: [effect] };
+  }
+
+  #errorEffect(event: SessionEvent, code: string, message: string): PendingEffect {
+    return this.#runner.registry.validate("error", { requestId: event.requestId, code, message });
+  }
+
+  async #commitFailure(
+    sessionKey: string,
+    state: ActiveSession,
+    batch: SessionEvent[],
+    error: unknown,
+    attempts: number,
+    startedAt: Date,
+  ): Promise<void> {
+    const last = batch[batch.length - 1] as SessionEvent;
+    const code = error instanceof UnsupportedEventError ? "unsupported_event" : "run_failed";
+    const message = describeError(error).slice(0, 2000);
+    await this.#commit(sessionKey, state, [
+      ...batch.slice(0, -1).map((e) => this.#supersededOutcome(e, startedAt)),
+      {
+        outcome: { seq: last.seq, status: "failed", error: message, attempts, startedAt },
+        effects: [this.#errorEffect(last, code, message)],
+      },
+    ]);
+  }
+
+  async #commit(
+    sessionKey: string,
+    state: ActiveSession,
+    parts: Array<{ outcome: RunOutcome; effects: PendingEffect[] }>,
+  ): Promise<void> {
+    const outcomes = parts.map((p) => p.outcome);
+    const effects = parts.flatMap((p) => p.effects.map((e) => ({ ...e, eventSeq: p.outcome.seq })));
+    const processed = parts.at(-1)?.outcome.status === "processed";
+    await this.#db.transaction(async (tx) => {
+      await commitRun(tx, sessionKey, state.token, outcomes, effects);
+      if (processed) await this.#checkpointer.flushRun(tx, sessionKey);
+    });
+    this.#hooks.onCommitted?.(
+      sessionKey,
+      outcomes.map((o) => o.seq),
+    );
+    this.#log.debug({ sessionKey, seq: outcomes.at(-1)?.seq }, "run committed");
+  }
+
+  async #backoff(attempt: number): Promise<void> {
+    const delay = this.#retryBaseMs * 2 ** (attempt - 1) * (0.5 + Math.random() / 2);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delay);
+      this.#stopController.signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

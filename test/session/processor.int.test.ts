@@ -1,0 +1,380 @@
+import { afterEach, expect, it } from "vitest";
+import { compileApprovalGraph } from "../../src/agent/approval-graph.js";
+import { createApprovalGraph } from "../../src/agent/index.js";
+import { LocalChatModel, type LocalModelBehaviour } from "../../src/agent/local-model.js";
+import { type Db, DbError } from "../../src/db/index.js";
+import { createRuntime, type Runtime, type RuntimeOptions, SessionBusyError } from "../../src/session/runtime.js";
+import type { TokenFrame } from "../../src/session/token-bus.js";
+import { describeEachDb } from "../support/db.js";
+import { clientEffects, cursor, isCaughtUp, uniqueKey } from "../support/sessions.js";
+import { eventually, gate } from "../support/wait.js";
+
+const running: Runtime[] = [];
+
+async function runtime(db: Db, options: RuntimeOptions = {}): Promise<Runtime> {
+  const rt = await createRuntime({ db, sweepMs: 200, retryBaseMs: 5, ...options });
+  running.push(rt);
+  await rt.start();
+  return rt;
+}
+
+/** Stops every runtime a test started; registered inside each block so it runs before the leak checks. */
+function stopRuntimesAfterEach() {
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((rt) => rt.stop({ graceMs: 0 })));
+  });
+}
+
+async function send(rt: Runtime, sessionKey: string, texts: string[]) {
+  const events = [];
+  for (const [i, text] of texts.entries()) {
+    events.push(await rt.sendMessage({ sessionKey, requestId: `${sessionKey}-r${i + 1}`, text }));
+  }
+  return events;
+}
+
+function expectedReply(text: string, turn: number) {
+  return `[local model] You said: "${text}". (message ${turn * 2} in this conversation)`;
+}
+
+describeEachDb("session processing", (t) => {
+  stopRuntimesAfterEach();
+  it("answers 10 messages sent in quick succession, in order, each exactly once", async () => {
+    const rt = await runtime(t.db);
+    const s = uniqueKey();
+    const texts = Array.from({ length: 10 }, (_, i) => `message ${i + 1}`);
+    await Promise.all(texts.map((text, i) => rt.sendMessage({ sessionKey: s, requestId: `r${i + 1}`, text })));
+    await eventually(() => isCaughtUp(t.db, s, 10), { what: "10 events processed" });
+    const effects = await clientEffects(t.db, s);
+    expect(effects.map((e) => e.type)).toEqual(Array(10).fill("send_message"));
+    expect(effects.map((e) => e.event_seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const events = await t.db.query<{ seq: number; text: string; request_id: string }>(
+      "select seq, payload->>'text' as text, request_id from sessiond.events where session_key = $1 order by seq",
+      [s],
+    );
+    effects.forEach((effect, i) => {
+      const event = events[i]!;
+      expect(effect.payload).toMatchObject({ requestId: event.request_id, content: expectedReply(event.text, i + 1) });
+      expect(effect.payload).toMatchObject({ final: true });
+    });
+    const outcomes = await t.db.query<{ status: string }>(
+      "select status from sessiond.event_outcomes where session_key = $1 order by seq",
+      [s],
+    );
+    expect(outcomes.map((o) => o.status)).toEqual(Array(10).fill("processed"));
+    // The lease is given back once the session has no work.
+    const [lease] = await t.db.query("select lease_owner from sessiond.sessions where session_key = $1", [s]);
+    expect(lease).toEqual({ lease_owner: null });
+  });
+
+  it("keeps 20 concurrent sessions × 10 messages apart (no cross-session contamination)", async () => {
+    const rt = await runtime(t.db, { concurrency: 8 });
+    const sessions = Array.from({ length: 20 }, (_, i) => uniqueKey(`iso${i}`));
+    await Promise.all(
+      sessions.map(async (s) => {
+        for (let i = 1; i <= 10; i++)
+          await rt.sendMessage({ sessionKey: s, requestId: `r${i}`, text: `${s} says ${i}` });
+      }),
+    );
+    for (const s of sessions) {
+      await eventually(() => isCaughtUp(t.db, s, 10), { what: `session ${s} processed`, ms: 30_000 });
+      const effects = await clientEffects(t.db, s);
+      expect(effects.map((e) => e.payload.content)).toEqual(
+        Array.from({ length: 10 }, (_, i) => expectedReply(`${s} says ${i + 1}`, i + 1)),
+      );
+    }
+  });
+
+  it("streams tokens live, in order, and they add up to the durable reply", async () => {
+    const rt = await runtime(t.db);
+    const s = uniqueKey();
+    const tokens: TokenFrame[] = [];
+    const unsubscribe = rt.tokens.subscribe(s, (frame) => tokens.push(frame));
+    try {
+      await send(rt, s, ["stream me"]);
+      await eventually(() => isCaughtUp(t.db, s, 1));
+    } finally {
+      unsubscribe();
+    }
+    const [reply] = await clientEffects(t.db, s);
+    expect(tokens.length).toBeGreaterThan(3);
+    expect(tokens.map((f) => f.index)).toEqual(tokens.map((_, i) => i));
+    expect(tokens.every((f) => f.eventSeq === 1 && f.requestId === `${s}-r1`)).toBe(true);
+    expect(tokens.map((f) => f.text).join("")).toBe(reply?.payload.content);
+  });
+
+  it("retries a transient model error with backoff and commits once", async () => {
+    const behaviour: LocalModelBehaviour = ({ call }) => {
+      if (call <= 2) throw Object.assign(new Error("upstream 503"), { status: 503 });
+      return "third time lucky";
+    };
+    const rt = await runtime(t.db, { model: new LocalChatModel({ behaviour }) });
+    const s = uniqueKey();
+    await send(rt, s, ["hello"]);
+    await eventually(() => isCaughtUp(t.db, s, 1));
+    expect((await clientEffects(t.db, s)).map((e) => e.payload.content)).toEqual(["third time lucky"]);
+    const [outcome] = await t.db.query("select status, attempts from sessiond.event_outcomes where session_key = $1", [
+      s,
+    ]);
+    expect(outcome).toEqual({ status: "processed", attempts: 3 });
+  });
+
+  it("records a failing event, tells the client with an error effect, and goes on with the next", async () => {
+    const behaviour: LocalModelBehaviour = ({ messages }) => {
+      const last = messages[messages.length - 1]?.content;
+      if (last === "poison") throw new Error("model exploded");
+      return `ok: ${String(last)}`;
+    };
+    const rt = await runtime(t.db, { model: new LocalChatModel({ behaviour }), maxAttempts: 2 });
+    const s = uniqueKey();
+    await send(rt, s, ["poison", "fine"]);
+    await eventually(() => isCaughtUp(t.db, s, 2));
+    const effects = await clientEffects(t.db, s);
+    expect(effects.map((e) => [e.event_seq, e.type, e.payload.code ?? e.payload.content])).toEqual([
+      [1, "error", "run_failed"],
+      [2, "send_message", "ok: fine"],
+    ]);
+    const outcomes = await t.db.query<{ status: string; attempts: number; error: string | null }>(
+      "select status, attempts, error from sessiond.event_outcomes where session_key = $1 order by seq",
+      [s],
+    );
+    expect(outcomes[0]).toMatchObject({ status: "failed", attempts: 2 });
+    expect(outcomes[0]?.error).toMatch(/model exploded/);
+    expect(outcomes[1]).toMatchObject({ status: "processed", error: null });
+  });
+
+  it("double texting: reject refuses a message while the session is busy", async () => {
+    const hold = gate();
+    const behaviour: LocalModelBehaviour = async () => {
+      await hold.promise;
+      return "done";
+    };
+    const rt = await runtime(t.db, { model: new LocalChatModel({ behaviour }) });
+    const s = uniqueKey();
+    await rt.sendMessage({ sessionKey: s, requestId: "r1", text: "first", strategy: "reject" });
+    await expect(
+      rt.sendMessage({ sessionKey: s, requestId: "r2", text: "second", strategy: "reject" }),
+    ).rejects.toBeInstanceOf(SessionBusyError);
+    hold.open();
+    await eventually(() => isCaughtUp(t.db, s, 1));
+    expect((await cursor(t.db, s))?.last_seq).toBe(1);
+    // Once idle, reject lets the next one in.
+    await rt.sendMessage({ sessionKey: s, requestId: "r3", text: "third", strategy: "reject" });
+    await eventually(() => isCaughtUp(t.db, s, 2));
+  });
+
+  it("double texting: interrupt aborts the running call; the newer message sees the earlier one", async () => {
+    const started = gate();
+    const seen: string[][] = [];
+    const behaviour: LocalModelBehaviour = ({ messages, call }) => {
+      seen.push(messages.map((m) => String(m.content)));
+      if (call === 1) started.open();
+      return call === 1 ? "a long answer that will never finish ".repeat(50) : "answer to both";
+    };
+    const rt = await runtime(t.db, { model: new LocalChatModel({ behaviour, tokenDelayMs: 20 }) });
+    const s = uniqueKey();
+    await rt.sendMessage({ sessionKey: s, requestId: "r1", text: "first" });
+    await started.promise;
+    await rt.sendMessage({ sessionKey: s, requestId: "r2", text: "actually, this", strategy: "interrupt" });
+    await eventually(() => isCaughtUp(t.db, s, 2));
+    const effects = await clientEffects(t.db, s);
+    expect(effects.map((e) => [e.event_seq, e.type, e.payload.code ?? e.payload.content])).toEqual([
+      [1, "error", "superseded"],
+      [2, "send_message", "answer to both"],
+    ]);
+    expect(seen.at(-1)).toEqual(["first", "actually, this"]);
+    const outcomes = await t.db.query<{ status: string }>(
+      "select status from sessiond.event_outcomes where session_key = $1 order by seq",
+      [s],
+    );
+    expect(outcomes.map((o) => o.status)).toEqual(["superseded", "processed"]);
+    // Nothing of the aborted call reached the checkpoint: the history is the two messages and one reply.
+    const state = await rt.graph.getState({ configurable: { thread_id: s } });
+    const history = (state.values as { messages: Array<{ content: unknown }> }).messages.map((m) => m.content);
+    expect(history).toEqual(["first", "actually, this", "answer to both"]);
+  });
+
+  it("human in the loop: an interrupt effect, then a resume event continues the graph", async () => {
+    const rt = await runtime(t.db, { graph: createApprovalGraph() });
+    const s = uniqueKey();
+    await rt.sendMessage({ sessionKey: s, requestId: "r1", text: "delete everything" });
+    await eventually(() => isCaughtUp(t.db, s, 1));
+    const [asked] = await clientEffects(t.db, s);
+    expect(asked).toMatchObject({
+      type: "interrupt",
+      payload: { requestId: "r1", value: { question: 'Approve "delete everything"?' } },
+    });
+    await rt.resume({ sessionKey: s, requestId: "r2", value: "yes" });
+    await eventually(() => isCaughtUp(t.db, s, 2));
+    const effects = await clientEffects(t.db, s);
+    expect(effects[1]).toMatchObject({
+      type: "send_message",
+      payload: { requestId: "r2", content: 'Approved: "delete everything".' },
+    });
+    expect(compileApprovalGraph).toBeTypeOf("function");
+  });
+
+  it("poll-only mode processes through the sweep alone", async () => {
+    const rt = await runtime(t.db, { mode: "poll-only", sweepMs: 50 });
+    const s = uniqueKey();
+    await send(rt, s, ["polled"]);
+    await eventually(() => isCaughtUp(t.db, s, 1));
+    expect((await clientEffects(t.db, s))[0]?.payload.content).toBe(expectedReply("polled", 1));
+  });
+
+  it("a crash between the model run and the commit leaves nothing half-written; the event is redone once", async () => {
+    const reachedCommit = gate();
+    const never = gate();
+    const a = await runtime(t.db, {
+      leaseMs: 60_000,
+      hooks: {
+        beforeCommit: async () => {
+          reachedCommit.open();
+          await never.promise; // process A "dies" here: it never commits
+        },
+      },
+    });
+    const s = uniqueKey();
+    await send(a, s, ["survive a crash"]);
+    await reachedCommit.promise;
+    // Nothing of A's run is visible: no effect, no checkpoint, cursor unmoved.
+    expect(await clientEffects(t.db, s)).toEqual([]);
+    const [checkpoints] = await t.db.query<{ n: number }>(
+      "select count(*)::int as n from sessiond.checkpoints where thread_id = $1",
+      [s],
+    );
+    expect(checkpoints?.n).toBe(0);
+    expect((await cursor(t.db, s))?.processed_seq).toBe(0);
+    // A's lease runs out (simulated), B takes over and redoes the event.
+    await t.db.query(
+      "update sessiond.sessions set lease_expires_at = now() - interval '1 second' where session_key = $1",
+      [s],
+    );
+    const b = await runtime(t.db);
+    await eventually(() => isCaughtUp(t.db, s, 1));
+    // A wakes up and tries to commit its stale run: the fencing token refuses it.
+    never.open();
+    await eventually(
+      async () =>
+        (await t.db.query("select 1 from sessiond.sessions where session_key = $1 and lease_owner is null", [s]))
+          .length === 1,
+    );
+    const effects = await clientEffects(t.db, s);
+    expect(effects.map((e) => e.payload.content)).toEqual([expectedReply("survive a crash", 1)]);
+    const state = await b.graph.getState({ configurable: { thread_id: s } });
+    expect((state.values as { messages: unknown[] }).messages).toHaveLength(2);
+  });
+});
+
+describeEachDb(
+  "session processing across processes",
+  (t) => {
+    stopRuntimesAfterEach();
+    it("two or three runtimes on one Postgres process every event exactly once, never two at once", async () => {
+      const inFlight = new Map<string, number>();
+      let overlap = 0;
+      let runs = 0;
+      const hooks = {
+        onRunStart(sessionKey: string) {
+          runs += 1;
+          const n = (inFlight.get(sessionKey) ?? 0) + 1;
+          inFlight.set(sessionKey, n);
+          if (n > 1) overlap += 1;
+        },
+        onCommitted(sessionKey: string) {
+          inFlight.set(sessionKey, (inFlight.get(sessionKey) ?? 1) - 1);
+        },
+      };
+      const model = () => new LocalChatModel({ tokenDelayMs: 1 });
+      const rts = [
+        await runtime(t.another({ max: 4 }), { hooks, model: model() }),
+        await runtime(t.another({ max: 4 }), { hooks, model: model() }),
+        await runtime(t.another({ max: 4 }), { hooks, model: model() }),
+      ];
+      const sessions = Array.from({ length: 12 }, (_, i) => uniqueKey(`multi${i}`));
+      await Promise.all(
+        sessions.map(async (s, i) => {
+          for (let m = 1; m <= 5; m++) {
+            await rts[(i + m) % 3]!.sendMessage({ sessionKey: s, requestId: `r${m}`, text: `m${m}` });
+          }
+        }),
+      );
+      for (const s of sessions) await eventually(() => isCaughtUp(t.db, s, 5), { ms: 30_000 });
+      expect(overlap).toBe(0);
+      expect(runs).toBe(sessions.length * 5);
+      for (const s of sessions) {
+        const effects = await clientEffects(t.db, s);
+        expect(effects.map((e) => e.event_seq)).toEqual([1, 2, 3, 4, 5]);
+      }
+    });
+
+    it("a runtime that dies mid-run: another finishes its session after the lease expires", async () => {
+      const started = gate();
+      const dyingDb = t.another({ max: 2 });
+      const a = await runtime(dyingDb, {
+        leaseMs: 600,
+        model: new LocalChatModel({
+          tokenDelayMs: 50,
+          behaviour: ({ call }) => {
+            started.open();
+            return call === 1 ? "slow ".repeat(200) : "never";
+          },
+        }),
+      });
+      const b = await runtime(t.another({ max: 2 }), { leaseMs: 600, sweepMs: 100 });
+      const s = uniqueKey();
+      await a.sendMessage({ sessionKey: s, requestId: "r1", text: "who answers?" });
+      await started.promise;
+      // A dies: its connections go away mid-run (no release, no commit).
+      await dyingDb.close();
+      await eventually(() => isCaughtUp(t.db, s, 1), { ms: 20_000 });
+      const effects = await clientEffects(t.db, s);
+      expect(effects.map((e) => e.payload.content)).toEqual([expectedReply("who answers?", 1)]);
+      expect(b.processor.owner).not.toBe(a.processor.owner);
+    });
+
+    it("fencing: a processor paused past its lease commits nothing; exactly one outcome lands", async () => {
+      const paused = gate();
+      const resume = gate();
+      let aFailed: unknown;
+      const aDb = t.another({ max: 2 });
+      const a = await runtime(aDb, {
+        leaseMs: 60_000,
+        hooks: {
+          beforeCommit: async () => {
+            paused.open();
+            await resume.promise;
+          },
+        },
+        model: new LocalChatModel({ behaviour: () => "from A" }),
+      });
+      const s = uniqueKey();
+      await a.sendMessage({ sessionKey: s, requestId: "r1", text: "fence me" });
+      await paused.promise;
+      await t.db.query(
+        "update sessiond.sessions set lease_expires_at = now() - interval '1 second' where session_key = $1",
+        [s],
+      );
+      await runtime(t.another({ max: 2 }), { model: new LocalChatModel({ behaviour: () => "from B" }) });
+      await eventually(() => isCaughtUp(t.db, s, 1));
+      resume.open();
+      // A's commit must be refused with SDL01: try the same commit A would make.
+      try {
+        await aDb.query("select * from sessiond.commit_run($1, 1, $2, '[]')", [s, [{ seq: 1, status: "processed" }]]);
+      } catch (error) {
+        aFailed = error;
+      }
+      expect(aFailed).toBeInstanceOf(DbError);
+      expect((aFailed as DbError).code).toBe("SDL01");
+      await eventually(async () => a.processor.activeSessions === 0);
+      const effects = await clientEffects(t.db, s);
+      expect(effects.map((e) => e.payload.content)).toEqual(["from B"]);
+      const [outcomes] = await t.db.query<{ n: number }>(
+        "select count(*)::int as n from sessiond.event_outcomes where session_key = $1",
+        [s],
+      );
+      expect(outcomes?.n).toBe(1);
+    });
+  },
+  ["postgres"],
+);
