@@ -1,5 +1,5 @@
 --! Previous: sha1:2e29663d95506b3500be88b83a8727712c01d74a
---! Hash: sha1:66d28ecad97b0efc73b14031b6736cff028faf0e
+--! Hash: sha1:9c2d52c21e95d80b90b8b08109be08e99a5f5802
 --! Message: processing leases, checkpoints, effect handlers
 
 -- ============================================================================
@@ -191,9 +191,12 @@ returns setof sessiond.effects
 as $$
 #variable_conflict use_column
 begin
-  -- An effect whose runner died once too often while executing is dead, not retried forever.
+  -- An effect whose runner died (or stalled past its claim) on its last attempt is
+  -- dead, not retried forever; the error of an earlier attempt, if any, is kept.
   update sessiond.effects e
-     set status = 'dead', last_error = coalesce(e.last_error, 'claim expired while executing')
+     set status = 'dead',
+         last_error = left(coalesce(e.last_error || '; then ', '') || format(
+           'claim of attempt %s expired while executing (the runner died or stalled)', e.attempts), 4000)
    where e.status = 'executing' and e.claim_expires_at <= clock_timestamp() and e.attempts >= e.max_attempts
      and e.type = any(claim_effects.types) and e.delivery = 'handler';
 
@@ -202,7 +205,10 @@ begin
     select e.session_key, e.seq from sessiond.effects e
      where e.delivery = 'handler' and e.type = any(claim_effects.types)
        and ((e.status in ('pending', 'failed') and e.available_at <= clock_timestamp())
-            or (e.status = 'executing' and e.claim_expires_at <= clock_timestamp()))
+            -- attempts < max_attempts: a claim that expired between the statement above and
+            -- this one must not be taken for an attempt past the limit.
+            or (e.status = 'executing' and e.claim_expires_at <= clock_timestamp()
+                and e.attempts < e.max_attempts))
        and (not e.ordered or not exists (
              select 1 from sessiond.effects p
               where p.session_key = e.session_key and p.ordered and p.seq < e.seq
@@ -220,7 +226,7 @@ begin
 end
 $$;
 comment on function sessiond.claim_effects(text, text[], integer, integer) is
-  'Claims up to max_effects due handler effects of the given types (pending or failed and due, or executing with an expired claim) with FOR UPDATE SKIP LOCKED: no effect is claimed twice at once. An ordered effect waits until every earlier ordered effect of its session is completed or dead. Marks executing effects whose claim expired after their last attempt as dead.';
+  'Claims up to max_effects due handler effects of the given types (pending or failed and due, or executing with an expired claim and attempts left) with FOR UPDATE SKIP LOCKED: no effect is claimed twice at once. Each claim counts an attempt and stores owner in claimed_by (a runner passes a fresh owner per claim, so a handler that outlived its claim cannot complete a later claim). An ordered effect waits until every earlier ordered effect of its session is completed or dead. Marks executing effects whose claim expired after their last attempt as dead.';
 
 create function sessiond.complete_effect(session_key text, seq bigint, owner text) returns boolean
   language sql volatile

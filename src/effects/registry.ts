@@ -77,7 +77,8 @@ export class EffectRegistry {
 
   /** Registers an effect type; a type can be registered once. */
   register<P>(definition: EffectDefinition<P>): this {
-    if (!TYPE_NAME.test(definition.type)) throw new Error(`invalid effect type name ${JSON.stringify(definition.type)}`);
+    if (!TYPE_NAME.test(definition.type))
+      throw new Error(`invalid effect type name ${JSON.stringify(definition.type)}`);
     if (this.#types.has(definition.type)) throw new Error(`effect type ${definition.type} is already registered`);
     if (definition.delivery === "handler" && !definition.handler) {
       throw new Error(`effect type ${definition.type} has delivery "handler" but no handler`);
