@@ -1,0 +1,1091 @@
+--
+-- Name: sessiond; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA sessiond;
+
+--
+-- Name: appended_event; Type: TYPE; Schema: sessiond; Owner: -
+--
+
+CREATE TYPE sessiond.appended_event AS (
+	id uuid,
+	session_key text,
+	seq bigint,
+	type text,
+	payload jsonb,
+	request_id text,
+	created_at timestamp with time zone,
+	duplicate boolean
+);
+
+--
+-- Name: TYPE appended_event; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TYPE sessiond.appended_event IS 'What append_event returns: the event, and whether it already existed.';
+
+--
+-- Name: claimed_session; Type: TYPE; Schema: sessiond; Owner: -
+--
+
+CREATE TYPE sessiond.claimed_session AS (
+	session_key text,
+	lease_token bigint
+);
+
+--
+-- Name: TYPE claimed_session; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TYPE sessiond.claimed_session IS 'A session whose lease claim_sessions took, with its new fencing token.';
+
+--
+-- Name: enqueued_effect; Type: TYPE; Schema: sessiond; Owner: -
+--
+
+CREATE TYPE sessiond.enqueued_effect AS (
+	id uuid,
+	session_key text,
+	seq bigint,
+	event_seq bigint,
+	type text,
+	delivery text,
+	payload jsonb,
+	dedupe_key text,
+	status text,
+	duplicate boolean
+);
+
+--
+-- Name: TYPE enqueued_effect; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TYPE sessiond.enqueued_effect IS 'What enqueue_effects returns per effect: the row, and whether its dedupe key already existed.';
+
+--
+-- Name: request_id; Type: DOMAIN; Schema: sessiond; Owner: -
+--
+
+CREATE DOMAIN sessiond.request_id AS text
+	CONSTRAINT request_id_length CHECK (((length(VALUE) >= 1) AND (length(VALUE) <= 200)));
+
+--
+-- Name: DOMAIN request_id; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON DOMAIN sessiond.request_id IS 'A client request id (idempotency key): 1..200 characters, stored verbatim.';
+
+--
+-- Name: session_key; Type: DOMAIN; Schema: sessiond; Owner: -
+--
+
+CREATE DOMAIN sessiond.session_key AS text
+	CONSTRAINT session_key_format CHECK ((VALUE ~ '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$'::text));
+
+--
+-- Name: DOMAIN session_key; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON DOMAIN sessiond.session_key IS 'A session key: 1..200 characters of [A-Za-z0-9._:@-], starting with a letter or digit (safe in URLs, paths, logs and NOTIFY payloads).';
+
+--
+-- Name: type_name; Type: DOMAIN; Schema: sessiond; Owner: -
+--
+
+CREATE DOMAIN sessiond.type_name AS text
+	CONSTRAINT type_name_format CHECK ((VALUE ~ '^[a-z][a-z0-9_.]{0,63}$'::text));
+
+--
+-- Name: DOMAIN type_name; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON DOMAIN sessiond.type_name IS 'An event or effect type: lowercase, 1..64 characters of [a-z0-9_.], starting with a letter.';
+
+--
+-- Name: ack_effects(text, bigint); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.ack_effects(session_key text, up_to_seq bigint) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+  _head bigint;
+  _acked bigint;
+begin
+  select s.effect_seq, s.acked_seq into _head, _acked from sessiond.sessions s
+   where s.session_key = ack_effects.session_key
+   for update;
+  if not found then
+    raise exception 'sessiond: unknown session %', ack_effects.session_key using errcode = '22023';
+  end if;
+  if up_to_seq < 0 or up_to_seq > _head then
+    raise exception 'sessiond: ack of seq % is beyond the session''s effect head %', up_to_seq, _head
+      using errcode = '22023';
+  end if;
+  if up_to_seq <= _acked then
+    return _acked;
+  end if;
+  update sessiond.effects e set status = 'completed'
+   where e.session_key = ack_effects.session_key and e.delivery = 'client'
+     and e.seq > _acked and e.seq <= up_to_seq and e.status in ('pending', 'executing', 'failed');
+  update sessiond.sessions s set acked_seq = up_to_seq, updated_at = now()
+   where s.session_key = ack_effects.session_key;
+  return up_to_seq;
+end
+$$;
+
+--
+-- Name: FUNCTION ack_effects(session_key text, up_to_seq bigint); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.ack_effects(session_key text, up_to_seq bigint) IS 'A client acknowledges every effect up to up_to_seq: client-delivered effects in (acked_seq, up_to_seq] become completed and acked_seq moves forward (never back). An ack beyond the effect head is rejected (22023). Returns the acked cursor.';
+
+--
+-- Name: append_event(text, text, jsonb, text, boolean); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.append_event(session_key text, type text, payload jsonb, request_id text, only_if_idle boolean DEFAULT false) RETURNS SETOF sessiond.appended_event
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+  _event sessiond.events;
+  _seq bigint;
+begin
+  -- Validate before taking the lock, so hostile keys never touch the lock space.
+  perform append_event.session_key::sessiond.session_key, append_event.type::sessiond.type_name,
+          append_event.request_id::sessiond.request_id;
+  perform sessiond.session_lock(append_event.session_key);
+
+  select e.* into _event from sessiond.events e
+   where e.session_key = append_event.session_key and e.request_id = append_event.request_id;
+  if found then
+    return query select _event.id, _event.session_key::text, _event.seq, _event.type::text, _event.payload,
+                        _event.request_id::text, _event.created_at, true;
+    return;
+  end if;
+
+  if only_if_idle and exists (
+    select 1 from sessiond.sessions s
+     where s.session_key = append_event.session_key and s.processed_seq < s.last_seq) then
+    raise exception 'sessiond: session % is busy', append_event.session_key
+      using errcode = '55P03', hint = 'The session has unprocessed events; retry later or use the enqueue strategy.';
+  end if;
+
+  insert into sessiond.sessions as s (session_key, last_seq)
+  values (append_event.session_key, 1)
+  on conflict on constraint sessions_pkey
+  do update set last_seq = s.last_seq + 1, updated_at = now()
+  returning s.last_seq into _seq;
+
+  insert into sessiond.events (session_key, seq, type, payload, request_id)
+  values (append_event.session_key, _seq, append_event.type, coalesce(append_event.payload, '{}'::jsonb),
+          append_event.request_id)
+  returning * into _event;
+
+  return query select _event.id, _event.session_key::text, _event.seq, _event.type::text, _event.payload,
+                      _event.request_id::text, _event.created_at, false;
+end
+$$;
+
+--
+-- Name: FUNCTION append_event(session_key text, type text, payload jsonb, request_id text, only_if_idle boolean); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.append_event(session_key text, type text, payload jsonb, request_id text, only_if_idle boolean) IS 'Appends an event under the per-session advisory lock: seq = last_seq + 1 (gap-free, in commit order), the session row created on first use. A repeated (session_key, request_id) returns the existing event with duplicate = true and changes nothing. With only_if_idle, raises 55P03 (busy) when the session has unprocessed events.';
+
+--
+-- Name: effects; Type: TABLE; Schema: sessiond; Owner: -
+--
+
+CREATE TABLE sessiond.effects (
+    session_key sessiond.session_key NOT NULL,
+    seq bigint NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    event_seq bigint,
+    type sessiond.type_name NOT NULL,
+    delivery text DEFAULT 'handler'::text NOT NULL,
+    ordered boolean DEFAULT false NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    dedupe_key text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 10 NOT NULL,
+    available_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_error text,
+    claimed_by text,
+    claim_expires_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    completed_at timestamp with time zone,
+    CONSTRAINT effects_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT effects_claim_complete CHECK (((claimed_by IS NULL) = (claim_expires_at IS NULL))),
+    CONSTRAINT effects_completed_at CHECK (((status = 'completed'::text) = (completed_at IS NOT NULL))),
+    CONSTRAINT effects_dedupe_key_check CHECK (((length(dedupe_key) >= 1) AND (length(dedupe_key) <= 500))),
+    CONSTRAINT effects_delivery_check CHECK ((delivery = ANY (ARRAY['client'::text, 'handler'::text]))),
+    CONSTRAINT effects_event_seq_check CHECK ((event_seq >= 1)),
+    CONSTRAINT effects_max_attempts_check CHECK ((max_attempts >= 1)),
+    CONSTRAINT effects_payload_object CHECK ((jsonb_typeof(payload) = 'object'::text)),
+    CONSTRAINT effects_seq_check CHECK ((seq >= 1)),
+    CONSTRAINT effects_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'executing'::text, 'completed'::text, 'failed'::text, 'dead'::text])))
+);
+
+--
+-- Name: TABLE effects; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TABLE sessiond.effects IS 'The transactional outbox: what a run decided to do, numbered 1..N per session (the client resume cursor). delivery=client effects complete when a client acks them; delivery=handler effects are run by an effect handler.';
+
+--
+-- Name: claim_effects(text, text[], integer, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.claim_effects(owner text, types text[], max_effects integer, claim_ms integer) RETURNS SETOF sessiond.effects
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+  -- An effect whose runner died once too often while executing is dead, not retried forever.
+  update sessiond.effects e
+     set status = 'dead', last_error = coalesce(e.last_error, 'claim expired while executing')
+   where e.status = 'executing' and e.claim_expires_at <= clock_timestamp() and e.attempts >= e.max_attempts
+     and e.type = any(claim_effects.types) and e.delivery = 'handler';
+
+  return query
+  with candidates as (
+    select e.session_key, e.seq from sessiond.effects e
+     where e.delivery = 'handler' and e.type = any(claim_effects.types)
+       and ((e.status in ('pending', 'failed') and e.available_at <= clock_timestamp())
+            or (e.status = 'executing' and e.claim_expires_at <= clock_timestamp()))
+       and (not e.ordered or not exists (
+             select 1 from sessiond.effects p
+              where p.session_key = e.session_key and p.ordered and p.seq < e.seq
+                and p.status not in ('completed', 'dead')))
+     order by e.available_at, e.session_key, e.seq
+     limit greatest(max_effects, 0)
+     for update skip locked
+  )
+  update sessiond.effects e
+     set status = 'executing', attempts = e.attempts + 1, claimed_by = claim_effects.owner,
+         claim_expires_at = clock_timestamp() + make_interval(secs => claim_ms / 1000.0)
+    from candidates c
+   where e.session_key = c.session_key and e.seq = c.seq
+  returning e.*;
+end
+$$;
+
+--
+-- Name: FUNCTION claim_effects(owner text, types text[], max_effects integer, claim_ms integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.claim_effects(owner text, types text[], max_effects integer, claim_ms integer) IS 'Claims up to max_effects due handler effects of the given types (pending or failed and due, or executing with an expired claim) with FOR UPDATE SKIP LOCKED: no effect is claimed twice at once. An ordered effect waits until every earlier ordered effect of its session is completed or dead. Marks executing effects whose claim expired after their last attempt as dead.';
+
+--
+-- Name: claim_session(text, text, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.claim_session(session_key text, owner text, ttl_ms integer) RETURNS bigint
+    LANGUAGE sql
+    AS $$
+  update sessiond.sessions s
+     set lease_owner = claim_session.owner,
+         lease_token = s.lease_token + 1,
+         lease_expires_at = clock_timestamp() + make_interval(secs => ttl_ms / 1000.0),
+         updated_at = now()
+   where s.session_key = claim_session.session_key
+     and (s.lease_owner is null or s.lease_expires_at <= clock_timestamp())
+  returning s.lease_token
+$$;
+
+--
+-- Name: FUNCTION claim_session(session_key text, owner text, ttl_ms integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.claim_session(session_key text, owner text, ttl_ms integer) IS 'Takes the processing lease of a session if it is free or expired: returns the new fencing token (always larger than any before), or null when another owner holds a live lease.';
+
+--
+-- Name: claim_sessions(text, integer, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer) RETURNS SETOF sessiond.claimed_session
+    LANGUAGE sql
+    AS $$
+  with candidates as (
+    select s.session_key from sessiond.sessions s
+     where s.processed_seq < s.last_seq
+       and (s.lease_owner is null or s.lease_expires_at <= clock_timestamp())
+     order by s.updated_at
+     limit greatest(max_sessions, 0)
+     for update skip locked
+  )
+  update sessiond.sessions s
+     set lease_owner = claim_sessions.owner,
+         lease_token = s.lease_token + 1,
+         lease_expires_at = clock_timestamp() + make_interval(secs => ttl_ms / 1000.0),
+         updated_at = now()
+    from candidates c
+   where s.session_key = c.session_key
+  returning s.session_key::text, s.lease_token
+$$;
+
+--
+-- Name: FUNCTION claim_sessions(owner text, ttl_ms integer, max_sessions integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer) IS 'The sweep: takes the leases of up to max_sessions sessions that have unprocessed events and no live lease (free or expired), skipping rows other claimers hold. Returns each with its new fencing token.';
+
+--
+-- Name: commit_run(text, bigint, jsonb, jsonb); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb) RETURNS SETOF sessiond.enqueued_effect
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+  _session sessiond.sessions;
+  _outcome jsonb;
+  _expected bigint;
+begin
+  perform sessiond.session_lock(commit_run.session_key);
+  select s.* into _session from sessiond.sessions s where s.session_key = commit_run.session_key for update;
+  if not found then
+    raise exception 'sessiond: unknown session %', commit_run.session_key using errcode = '22023';
+  end if;
+  if _session.lease_token <> commit_run.lease_token then
+    raise exception 'sessiond: lease lost on session % (token % is not the current %)',
+      commit_run.session_key, commit_run.lease_token, _session.lease_token
+      using errcode = 'SDL01', hint = 'Another processor took the session over; it redoes the event.';
+  end if;
+  if jsonb_typeof(outcomes) is distinct from 'array' or jsonb_array_length(outcomes) = 0 then
+    raise exception 'sessiond: outcomes must be a non-empty JSON array' using errcode = '22023';
+  end if;
+
+  _expected := _session.processed_seq;
+  for _outcome in select value from jsonb_array_elements(outcomes) loop
+    _expected := _expected + 1;
+    if (_outcome->>'seq')::bigint is distinct from _expected or _expected > _session.last_seq then
+      raise exception 'sessiond: out-of-order commit on session %: expected event %, got %',
+        commit_run.session_key, _expected, _outcome->>'seq'
+        using errcode = 'SDO01';
+    end if;
+    insert into sessiond.event_outcomes (session_key, seq, status, error, attempts, lease_token, started_at)
+    values (commit_run.session_key, _expected, coalesce(_outcome->>'status', 'processed'), _outcome->>'error',
+            coalesce((_outcome->>'attempts')::integer, 1), commit_run.lease_token,
+            (_outcome->>'started_at')::timestamptz);
+  end loop;
+
+  update sessiond.sessions s set processed_seq = _expected, updated_at = now()
+   where s.session_key = commit_run.session_key;
+
+  if effects is not null and jsonb_typeof(effects) = 'array' and jsonb_array_length(effects) > 0 then
+    return query select * from sessiond.enqueue_effects(commit_run.session_key, effects);
+  end if;
+end
+$$;
+
+--
+-- Name: FUNCTION commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb) IS 'Commits the outcome of a run in the caller''s transaction: only while lease_token is still the session''s token (else SQLSTATE SDL01, nothing written), only for the next events in order (else SDO01). Records each outcome ([{seq, status, error?, attempts?, started_at?}]), advances processed_seq and enqueues the run''s effects. The caller writes the checkpoint in the same transaction.';
+
+--
+-- Name: complete_effect(text, bigint, text); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.complete_effect(session_key text, seq bigint, owner text) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+  with done as (
+    update sessiond.effects e set status = 'completed'
+     where e.session_key = complete_effect.session_key and e.seq = complete_effect.seq
+       and e.status = 'executing' and e.claimed_by = complete_effect.owner
+    returning 1
+  )
+  select exists (select 1 from done)
+$$;
+
+--
+-- Name: FUNCTION complete_effect(session_key text, seq bigint, owner text); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.complete_effect(session_key text, seq bigint, owner text) IS 'Marks an effect the caller has claimed as completed; false when the claim was lost (another runner reclaimed it).';
+
+--
+-- Name: effect_transition_allowed(text, text); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.effect_transition_allowed(from_status text, to_status text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select from_status = to_status and from_status <> 'completed'
+    or (from_status, to_status) in (
+      ('pending', 'executing'), ('pending', 'completed'), ('pending', 'dead'),
+      ('executing', 'completed'), ('executing', 'failed'), ('executing', 'dead'), ('executing', 'pending'),
+      ('failed', 'executing'), ('failed', 'dead'), ('failed', 'pending'), ('failed', 'completed'),
+      ('dead', 'pending')
+    )
+$$;
+
+--
+-- Name: FUNCTION effect_transition_allowed(from_status text, to_status text); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.effect_transition_allowed(from_status text, to_status text) IS 'The effect status machine: pending → executing → completed | failed → … → dead; dead → pending only by an operator retry; completed is final.';
+
+--
+-- Name: effects_after(text, bigint, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.effects_after(session_key text, after_seq bigint, max_rows integer DEFAULT 1000) RETURNS SETOF sessiond.effects
+    LANGUAGE sql STABLE
+    AS $$
+  select * from sessiond.effects e
+   where e.session_key = effects_after.session_key and e.seq > after_seq and e.delivery = 'client'
+   order by e.seq
+   limit greatest(1, least(max_rows, 10000))
+$$;
+
+--
+-- Name: FUNCTION effects_after(session_key text, after_seq bigint, max_rows integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.effects_after(session_key text, after_seq bigint, max_rows integer) IS 'The client-delivered effects of a session after a cursor, in seq order (at most max_rows, capped at 10000): what a reconnecting client replays.';
+
+--
+-- Name: enqueue_effects(text, jsonb); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.enqueue_effects(session_key text, effects jsonb) RETURNS SETOF sessiond.enqueued_effect
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+  _item jsonb;
+  _ordinal integer := 0;
+  _dedupe text;
+  _existing sessiond.effects;
+  _inserted sessiond.effects;
+  _seq bigint;
+begin
+  perform enqueue_effects.session_key::sessiond.session_key;
+  if jsonb_typeof(effects) is distinct from 'array' then
+    raise exception 'sessiond: effects must be a JSON array' using errcode = '22023';
+  end if;
+  perform sessiond.session_lock(enqueue_effects.session_key);
+
+  insert into sessiond.sessions (session_key) values (enqueue_effects.session_key)
+  on conflict on constraint sessions_pkey do nothing;
+
+  for _item in select value from jsonb_array_elements(effects) loop
+    _ordinal := _ordinal + 1;
+    _dedupe := coalesce(
+      _item->>'dedupe_key',
+      format('%s/%s/%s/%s', enqueue_effects.session_key, coalesce(_item->>'event_seq', '-'), _item->>'type', _ordinal));
+
+    select e.* into _existing from sessiond.effects e
+     where e.session_key = enqueue_effects.session_key and e.dedupe_key = _dedupe;
+    if found then
+      return query select _existing.id, _existing.session_key::text, _existing.seq, _existing.event_seq,
+                          _existing.type::text, _existing.delivery, _existing.payload, _existing.dedupe_key,
+                          _existing.status, true;
+      continue;
+    end if;
+
+    update sessiond.sessions s set effect_seq = s.effect_seq + 1, updated_at = now()
+     where s.session_key = enqueue_effects.session_key
+    returning s.effect_seq into _seq;
+
+    insert into sessiond.effects (session_key, seq, event_seq, type, delivery, ordered, payload, dedupe_key,
+                                  max_attempts, available_at)
+    values (enqueue_effects.session_key, _seq, (_item->>'event_seq')::bigint, _item->>'type',
+            coalesce(_item->>'delivery', 'handler'), coalesce((_item->>'ordered')::boolean, false),
+            coalesce(_item->'payload', '{}'::jsonb), _dedupe,
+            coalesce((_item->>'max_attempts')::integer, 10),
+            coalesce((_item->>'available_at')::timestamptz, now()))
+    returning * into _inserted;
+
+    return query select _inserted.id, _inserted.session_key::text, _inserted.seq, _inserted.event_seq,
+                        _inserted.type::text, _inserted.delivery, _inserted.payload, _inserted.dedupe_key,
+                        _inserted.status, false;
+  end loop;
+end
+$$;
+
+--
+-- Name: FUNCTION enqueue_effects(session_key text, effects jsonb); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.enqueue_effects(session_key text, effects jsonb) IS 'Enqueues effects ([{type, payload, event_seq?, delivery?, ordered?, dedupe_key?, max_attempts?, available_at?}, …]) under the per-session advisory lock: each new effect gets seq = effect_seq + 1 (gap-free); an effect whose dedupe key (default session/event_seq/type/ordinal) exists is not inserted again and the existing row is returned with duplicate = true.';
+
+--
+-- Name: fail_effect(text, bigint, text, text, boolean, integer, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.fail_effect(session_key text, seq bigint, owner text, error text, permanent boolean DEFAULT false, backoff_base_ms integer DEFAULT 1000, backoff_cap_ms integer DEFAULT 300000) RETURNS text
+    LANGUAGE sql
+    AS $$
+  with failed as (
+    update sessiond.effects e
+       set status = case when fail_effect.permanent or e.attempts >= e.max_attempts then 'dead' else 'failed' end,
+           last_error = left(fail_effect.error, 4000),
+           available_at = clock_timestamp() + make_interval(secs =>
+             least(backoff_cap_ms, backoff_base_ms * power(2, greatest(e.attempts - 1, 0)))
+             * (0.5 + random() / 2) / 1000.0)
+     where e.session_key = fail_effect.session_key and e.seq = fail_effect.seq
+       and e.status = 'executing' and e.claimed_by = fail_effect.owner
+    returning e.status
+  )
+  select status from failed
+$$;
+
+--
+-- Name: FUNCTION fail_effect(session_key text, seq bigint, owner text, error text, permanent boolean, backoff_base_ms integer, backoff_cap_ms integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.fail_effect(session_key text, seq bigint, owner text, error text, permanent boolean, backoff_base_ms integer, backoff_cap_ms integer) IS 'Records a failed attempt of an effect the caller has claimed: failed, due again after an exponential backoff with jitter (base·2^(attempts−1), capped, times 0.5..1), or dead when permanent or out of attempts. Returns the new status, or null when the claim was lost.';
+
+--
+-- Name: heartbeat_session(text, text, bigint, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.heartbeat_session(session_key text, owner text, lease_token bigint, ttl_ms integer) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+  with renewed as (
+    update sessiond.sessions s
+       set lease_expires_at = clock_timestamp() + make_interval(secs => ttl_ms / 1000.0)
+     where s.session_key = heartbeat_session.session_key
+       and s.lease_owner = heartbeat_session.owner
+       and s.lease_token = heartbeat_session.lease_token
+    returning 1
+  )
+  select exists (select 1 from renewed)
+$$;
+
+--
+-- Name: FUNCTION heartbeat_session(session_key text, owner text, lease_token bigint, ttl_ms integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.heartbeat_session(session_key text, owner text, lease_token bigint, ttl_ms integer) IS 'Extends a lease the caller still holds (same owner and token); false when the lease was lost.';
+
+--
+-- Name: list_effects(text, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.list_effects(status text DEFAULT NULL::text, max_rows integer DEFAULT 100) RETURNS SETOF sessiond.effects
+    LANGUAGE sql STABLE
+    AS $$
+  select * from sessiond.effects e
+   where list_effects.status is null or e.status = list_effects.status
+   order by e.updated_at desc
+   limit greatest(1, least(max_rows, 10000))
+$$;
+
+--
+-- Name: FUNCTION list_effects(status text, max_rows integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.list_effects(status text, max_rows integer) IS 'Effects by status (all when null), most recently changed first.';
+
+--
+-- Name: max_payload_bytes(); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.max_payload_bytes() RETURNS integer
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  select coalesce(nullif(current_setting('sessiond.max_payload_bytes', true), '')::integer, 65536)
+$$;
+
+--
+-- Name: FUNCTION max_payload_bytes(); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.max_payload_bytes() IS 'The payload size ceiling in bytes for events and effects: the setting sessiond.max_payload_bytes (e.g. ALTER DATABASE … SET sessiond.max_payload_bytes = 131072), 65536 by default.';
+
+--
+-- Name: notify_payload(jsonb); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.notify_payload(pairs jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select case when octet_length(pairs::text) <= 4000 then pairs::text else '' end
+$$;
+
+--
+-- Name: FUNCTION notify_payload(pairs jsonb); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.notify_payload(pairs jsonb) IS 'The NOTIFY payload for a set of [session_key, seq] pairs: the JSON text if it is at most 4000 bytes, else empty (meaning: sweep).';
+
+--
+-- Name: release_session(text, text, bigint); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.release_session(session_key text, owner text, lease_token bigint) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+  with released as (
+    update sessiond.sessions s
+       set lease_owner = null, lease_expires_at = null, updated_at = now()
+     where s.session_key = release_session.session_key
+       and s.lease_owner = release_session.owner
+       and s.lease_token = release_session.lease_token
+    returning 1
+  )
+  select exists (select 1 from released)
+$$;
+
+--
+-- Name: FUNCTION release_session(session_key text, owner text, lease_token bigint); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.release_session(session_key text, owner text, lease_token bigint) IS 'Gives a lease back (same owner and token) so another processor may claim the session at once; false when it was not held.';
+
+--
+-- Name: retry_effect(uuid); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.retry_effect(id uuid) RETURNS sessiond.effects
+    LANGUAGE plpgsql
+    AS $$
+declare
+  _effect sessiond.effects;
+begin
+  update sessiond.effects e
+     set status = 'pending', attempts = 0, available_at = clock_timestamp()
+   where e.id = retry_effect.id and e.status in ('dead', 'failed')
+  returning e.* into _effect;
+  if not found then
+    raise exception 'sessiond: no dead or failed effect with id %', retry_effect.id using errcode = '22023';
+  end if;
+  perform pg_notify('sessiond_effects', jsonb_build_array(jsonb_build_array(_effect.session_key, _effect.seq))::text);
+  return _effect;
+end
+$$;
+
+--
+-- Name: FUNCTION retry_effect(id uuid); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.retry_effect(id uuid) IS 'An operator''s retry: a dead or failed effect becomes pending with its attempts reset, and runners are notified.';
+
+--
+-- Name: session_lock(text); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.session_lock(session_key text) RETURNS void
+    LANGUAGE sql
+    AS $$
+  -- Two-key form: classid 0x5e55 namespaces sessiond's locks away from other applications.
+  select pg_advisory_xact_lock(24149, hashtext(session_key))
+$$;
+
+--
+-- Name: FUNCTION session_lock(session_key text); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.session_lock(session_key text) IS 'Takes the per-session transaction-scoped advisory lock that serialises every writer of a session''s seq counters.';
+
+--
+-- Name: tg_effects__before_update(); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.tg_effects__before_update() RETURNS trigger
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if (new.session_key, new.seq, new.id, new.event_seq, new.type, new.delivery, new.ordered, new.payload, new.dedupe_key, new.created_at)
+     is distinct from
+     (old.session_key, old.seq, old.id, old.event_seq, old.type, old.delivery, old.ordered, old.payload, old.dedupe_key, old.created_at) then
+    raise exception 'sessiond: an effect''s identity and payload are immutable (session %, seq %)', old.session_key, old.seq
+      using errcode = '55000';
+  end if;
+  if not sessiond.effect_transition_allowed(old.status, new.status) then
+    raise exception 'sessiond: illegal effect transition % -> % (session %, seq %)', old.status, new.status, old.session_key, old.seq
+      using errcode = '55000';
+  end if;
+  new.updated_at := now();
+  if new.status = 'completed' and old.status <> 'completed' then
+    new.completed_at := now();
+  elsif new.status <> 'completed' then
+    new.completed_at := null;
+  end if;
+  if new.status <> 'executing' then
+    new.claimed_by := null;
+    new.claim_expires_at := null;
+  end if;
+  return new;
+end
+$$;
+
+--
+-- Name: FUNCTION tg_effects__before_update(); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.tg_effects__before_update() IS 'Enforces the effect status machine and the immutability of an effect''s identity and payload; keeps updated_at, completed_at and the claim columns consistent.';
+
+--
+-- Name: tg_effects__notify(); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.tg_effects__notify() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if exists (select 1 from new_rows) then
+    perform pg_notify('sessiond_effects', sessiond.notify_payload(
+      (select jsonb_agg(jsonb_build_array(k, s)) from (
+         select n.session_key::text as k, max(n.seq) as s from new_rows n group by n.session_key) x)));
+  end if;
+  return null;
+end
+$$;
+
+--
+-- Name: FUNCTION tg_effects__notify(); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.tg_effects__notify() IS 'After each INSERT statement on effects that inserted rows: one NOTIFY sessiond_effects with [[session_key, max_seq], …]; delivered only if the transaction commits.';
+
+--
+-- Name: tg_events__immutable(); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.tg_events__immutable() RETURNS trigger
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  raise exception 'sessiond: events are immutable (session %, seq %)', old.session_key, old.seq
+    using errcode = '55000';
+end
+$$;
+
+--
+-- Name: FUNCTION tg_events__immutable(); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.tg_events__immutable() IS 'Rejects every UPDATE of an event: an appended event never changes.';
+
+--
+-- Name: tg_events__notify(); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.tg_events__notify() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform pg_notify('sessiond_events', sessiond.notify_payload(
+    (select jsonb_agg(jsonb_build_array(k, s)) from (
+       select n.session_key::text as k, max(n.seq) as s from new_rows n group by n.session_key) x)));
+  return null;
+end
+$$;
+
+--
+-- Name: FUNCTION tg_events__notify(); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.tg_events__notify() IS 'After each INSERT statement on events: one NOTIFY sessiond_events with [[session_key, max_seq], …]; delivered only if the transaction commits.';
+
+--
+-- Name: tg_payload__check_size(); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.tg_payload__check_size() RETURNS trigger
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  _size integer := octet_length(new.payload::text);
+  _max integer := sessiond.max_payload_bytes();
+begin
+  if _size > _max then
+    raise exception 'sessiond: % payload is % bytes, over the limit of % bytes', tg_table_name, _size, _max
+      using errcode = '54000', hint = 'Raise sessiond.max_payload_bytes or send less.';
+  end if;
+  return new;
+end
+$$;
+
+--
+-- Name: FUNCTION tg_payload__check_size(); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.tg_payload__check_size() IS 'Rejects an event or effect whose payload exceeds sessiond.max_payload_bytes() (SQLSTATE 54000).';
+
+--
+-- Name: checkpoint_blobs; Type: TABLE; Schema: sessiond; Owner: -
+--
+
+CREATE TABLE sessiond.checkpoint_blobs (
+    thread_id text NOT NULL,
+    checkpoint_ns text DEFAULT ''::text NOT NULL,
+    channel text NOT NULL,
+    version text NOT NULL,
+    type text NOT NULL,
+    blob bytea
+);
+
+--
+-- Name: TABLE checkpoint_blobs; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TABLE sessiond.checkpoint_blobs IS 'LangGraph channel values, one row per channel version.';
+
+--
+-- Name: checkpoint_writes; Type: TABLE; Schema: sessiond; Owner: -
+--
+
+CREATE TABLE sessiond.checkpoint_writes (
+    thread_id text NOT NULL,
+    checkpoint_ns text DEFAULT ''::text NOT NULL,
+    checkpoint_id text NOT NULL,
+    task_id text NOT NULL,
+    idx integer NOT NULL,
+    channel text NOT NULL,
+    type text,
+    blob bytea NOT NULL,
+    task_path text DEFAULT ''::text NOT NULL
+);
+
+--
+-- Name: TABLE checkpoint_writes; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TABLE sessiond.checkpoint_writes IS 'LangGraph pending writes of tasks, per checkpoint.';
+
+--
+-- Name: checkpoints; Type: TABLE; Schema: sessiond; Owner: -
+--
+
+CREATE TABLE sessiond.checkpoints (
+    thread_id text NOT NULL,
+    checkpoint_ns text DEFAULT ''::text NOT NULL,
+    checkpoint_id text NOT NULL,
+    parent_checkpoint_id text,
+    type text,
+    checkpoint bytea NOT NULL,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT checkpoints_thread_id_check CHECK (((length(thread_id) >= 1) AND (length(thread_id) <= 200)))
+);
+
+--
+-- Name: TABLE checkpoints; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TABLE sessiond.checkpoints IS 'LangGraph checkpoints (serialised without channel values), one per step, per thread (= session key) and namespace.';
+
+--
+-- Name: event_outcomes; Type: TABLE; Schema: sessiond; Owner: -
+--
+
+CREATE TABLE sessiond.event_outcomes (
+    session_key sessiond.session_key NOT NULL,
+    seq bigint NOT NULL,
+    status text NOT NULL,
+    error text,
+    attempts integer DEFAULT 1 NOT NULL,
+    lease_token bigint NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT event_outcomes_attempts_check CHECK ((attempts >= 1)),
+    CONSTRAINT event_outcomes_lease_token_check CHECK ((lease_token >= 0)),
+    CONSTRAINT event_outcomes_seq_check CHECK ((seq >= 1)),
+    CONSTRAINT event_outcomes_status_check CHECK ((status = ANY (ARRAY['processed'::text, 'failed'::text, 'superseded'::text]))),
+    CONSTRAINT failed_has_error CHECK (((status = 'failed'::text) = (error IS NOT NULL)))
+);
+
+--
+-- Name: TABLE event_outcomes; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TABLE sessiond.event_outcomes IS 'How each event ended, written in the same transaction that advances processed_seq: processed, failed (with the error) or superseded (aborted by a newer message).';
+
+--
+-- Name: events; Type: TABLE; Schema: sessiond; Owner: -
+--
+
+CREATE TABLE sessiond.events (
+    session_key sessiond.session_key NOT NULL,
+    seq bigint NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    type sessiond.type_name NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    request_id sessiond.request_id NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT events_payload_object CHECK ((jsonb_typeof(payload) = 'object'::text)),
+    CONSTRAINT events_seq_check CHECK ((seq >= 1))
+);
+
+--
+-- Name: TABLE events; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TABLE sessiond.events IS 'Immutable inputs of a session, numbered 1..N without gaps per session in commit order; one row per (session_key, request_id).';
+
+--
+-- Name: sessions; Type: TABLE; Schema: sessiond; Owner: -
+--
+
+CREATE TABLE sessiond.sessions (
+    session_key sessiond.session_key NOT NULL,
+    last_seq bigint DEFAULT 0 NOT NULL,
+    processed_seq bigint DEFAULT 0 NOT NULL,
+    effect_seq bigint DEFAULT 0 NOT NULL,
+    acked_seq bigint DEFAULT 0 NOT NULL,
+    lease_owner text,
+    lease_token bigint DEFAULT 0 NOT NULL,
+    lease_expires_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT acked_not_past_head CHECK ((acked_seq <= effect_seq)),
+    CONSTRAINT lease_complete CHECK (((lease_owner IS NULL) = (lease_expires_at IS NULL))),
+    CONSTRAINT processed_not_past_last CHECK ((processed_seq <= last_seq)),
+    CONSTRAINT sessions_acked_seq_check CHECK ((acked_seq >= 0)),
+    CONSTRAINT sessions_effect_seq_check CHECK ((effect_seq >= 0)),
+    CONSTRAINT sessions_last_seq_check CHECK ((last_seq >= 0)),
+    CONSTRAINT sessions_lease_owner_check CHECK (((length(lease_owner) >= 1) AND (length(lease_owner) <= 200))),
+    CONSTRAINT sessions_lease_token_check CHECK ((lease_token >= 0)),
+    CONSTRAINT sessions_processed_seq_check CHECK ((processed_seq >= 0))
+);
+
+--
+-- Name: TABLE sessions; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TABLE sessiond.sessions IS 'One row per session: its cursors (last_seq, processed_seq, effect_seq, acked_seq) and its processing lease (owner, fencing token, expiry).';
+
+--
+-- Name: checkpoint_blobs checkpoint_blobs_pkey; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.checkpoint_blobs
+    ADD CONSTRAINT checkpoint_blobs_pkey PRIMARY KEY (thread_id, checkpoint_ns, channel, version);
+
+--
+-- Name: checkpoint_writes checkpoint_writes_pkey; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.checkpoint_writes
+    ADD CONSTRAINT checkpoint_writes_pkey PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx);
+
+--
+-- Name: checkpoints checkpoints_pkey; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.checkpoints
+    ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id);
+
+--
+-- Name: effects effects_dedupe_key_unique; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.effects
+    ADD CONSTRAINT effects_dedupe_key_unique UNIQUE (session_key, dedupe_key);
+
+--
+-- Name: effects effects_pkey; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.effects
+    ADD CONSTRAINT effects_pkey PRIMARY KEY (session_key, seq);
+
+--
+-- Name: event_outcomes event_outcomes_pkey; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.event_outcomes
+    ADD CONSTRAINT event_outcomes_pkey PRIMARY KEY (session_key, seq);
+
+--
+-- Name: events events_pkey; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.events
+    ADD CONSTRAINT events_pkey PRIMARY KEY (session_key, seq);
+
+--
+-- Name: events events_request_id_unique; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.events
+    ADD CONSTRAINT events_request_id_unique UNIQUE (session_key, request_id);
+
+--
+-- Name: sessions sessions_pkey; Type: CONSTRAINT; Schema: sessiond; Owner: -
+--
+
+ALTER TABLE ONLY sessiond.sessions
+    ADD CONSTRAINT sessions_pkey PRIMARY KEY (session_key);
+
+--
+-- Name: effects_due_idx; Type: INDEX; Schema: sessiond; Owner: -
+--
+
+CREATE INDEX effects_due_idx ON sessiond.effects USING btree (available_at) WHERE ((status = ANY (ARRAY['pending'::text, 'failed'::text])) AND (delivery = 'handler'::text));
+
+--
+-- Name: effects_executing_idx; Type: INDEX; Schema: sessiond; Owner: -
+--
+
+CREATE INDEX effects_executing_idx ON sessiond.effects USING btree (claim_expires_at) WHERE (status = 'executing'::text);
+
+--
+-- Name: effects_id_idx; Type: INDEX; Schema: sessiond; Owner: -
+--
+
+CREATE INDEX effects_id_idx ON sessiond.effects USING btree (id);
+
+--
+-- Name: events_id_idx; Type: INDEX; Schema: sessiond; Owner: -
+--
+
+CREATE INDEX events_id_idx ON sessiond.events USING btree (id);
+
+--
+-- Name: sessions_unprocessed_idx; Type: INDEX; Schema: sessiond; Owner: -
+--
+
+CREATE INDEX sessions_unprocessed_idx ON sessiond.sessions USING btree (session_key) WHERE (processed_seq < last_seq);
+
+--
+-- Name: events _100_immutable; Type: TRIGGER; Schema: sessiond; Owner: -
+--
+
+CREATE TRIGGER _100_immutable BEFORE UPDATE ON sessiond.events FOR EACH ROW EXECUTE FUNCTION sessiond.tg_events__immutable();
+
+--
+-- Name: effects _100_payload_size; Type: TRIGGER; Schema: sessiond; Owner: -
+--
+
+CREATE TRIGGER _100_payload_size BEFORE INSERT ON sessiond.effects FOR EACH ROW EXECUTE FUNCTION sessiond.tg_payload__check_size();
+
+--
+-- Name: events _100_payload_size; Type: TRIGGER; Schema: sessiond; Owner: -
+--
+
+CREATE TRIGGER _100_payload_size BEFORE INSERT ON sessiond.events FOR EACH ROW EXECUTE FUNCTION sessiond.tg_payload__check_size();
+
+--
+-- Name: effects _200_status_machine; Type: TRIGGER; Schema: sessiond; Owner: -
+--
+
+CREATE TRIGGER _200_status_machine BEFORE UPDATE ON sessiond.effects FOR EACH ROW EXECUTE FUNCTION sessiond.tg_effects__before_update();
+
+--
+-- Name: effects _900_notify; Type: TRIGGER; Schema: sessiond; Owner: -
+--
+
+CREATE TRIGGER _900_notify AFTER INSERT ON sessiond.effects REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION sessiond.tg_effects__notify();
+
+--
+-- Name: events _900_notify; Type: TRIGGER; Schema: sessiond; Owner: -
+--
+
+CREATE TRIGGER _900_notify AFTER INSERT ON sessiond.events REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION sessiond.tg_events__notify();
