@@ -6,7 +6,16 @@
  * `useResponsesApi` stays off: compatible servers implement
  * `/v1/chat/completions`, not the Responses API. (ChatOpenAI still switches to
  * the Responses API for a few OpenAI model names, e.g. "*codex*".)
+ *
+ * Every call streams, `invoke` included: `_generate` gathers the streamed
+ * chunks itself. ChatOpenAI's own streaming `_generate` estimates token usage
+ * with tiktoken, which downloads its encoding from tiktoken.pages.dev (with
+ * retries): without internet that stalls every reply for minutes. The server's
+ * own usage report (`stream_options.include_usage`) still reaches the message.
  */
+import type { CallbackManagerForLLMRun } from "@langchain/core/callbacks/manager";
+import type { BaseMessage } from "@langchain/core/messages";
+import type { ChatGenerationChunk, ChatResult } from "@langchain/core/outputs";
 import { ChatOpenAI } from "@langchain/openai";
 
 export interface OpenAiModelConfig {
@@ -24,9 +33,36 @@ export interface OpenAiModelConfig {
 
 export const DEFAULT_OPENAI_MODEL = "gpt-4o-mini";
 
+/** ChatOpenAI whose every call streams and never goes to the network for anything but the reply. */
+export class StreamingChatOpenAI extends ChatOpenAI {
+  static override lc_name(): string {
+    return "StreamingChatOpenAI";
+  }
+
+  override async _generate(
+    messages: BaseMessage[],
+    options: this["ParsedCallOptions"],
+    runManager?: CallbackManagerForLLMRun,
+  ): Promise<ChatResult> {
+    let reply: ChatGenerationChunk | undefined;
+    for await (const chunk of this._streamResponseChunks(messages, options, runManager)) {
+      reply = reply ? reply.concat(chunk) : chunk;
+    }
+    if (!reply) throw new Error("the model server sent an empty reply");
+    return { generations: [reply] };
+  }
+
+  /** ChatOpenAI's own withConfig builds a plain ChatOpenAI; keep this class. */
+  override withConfig(config: Partial<this["ParsedCallOptions"]>) {
+    const model = new StreamingChatOpenAI(this.fields);
+    model.defaultOptions = { ...this.defaultOptions, ...config };
+    return model;
+  }
+}
+
 /** A streaming ChatOpenAI for an OpenAI-compatible server. */
 export function createOpenAiModel(config: OpenAiModelConfig): ChatOpenAI {
-  return new ChatOpenAI({
+  return new StreamingChatOpenAI({
     model: config.model ?? DEFAULT_OPENAI_MODEL,
     apiKey: config.apiKey,
     streaming: true,
