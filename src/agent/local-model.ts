@@ -113,7 +113,8 @@ export class LocalChatModel extends BaseChatModel {
     const call = ++this.#calls;
     const scripted = this.#behaviour ? await this.#behaviour({ messages, call, signal }) : localReply(messages);
     const reply: LocalReply = typeof scripted === "string" ? { text: scripted } : scripted;
-    const tokens = splitTokens(reply.text);
+    // An empty reply is still a reply: one empty token (LangChain rejects a stream with no chunks).
+    const tokens = reply.text === "" ? [""] : splitTokens(reply.text);
     let streamed = "";
     for (const [index, token] of tokens.entries()) {
       if (reply.failAfterTokens !== undefined && index >= reply.failAfterTokens) {

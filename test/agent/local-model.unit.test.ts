@@ -174,6 +174,14 @@ describe("LocalChatModel", () => {
     ]);
   });
 
+  it("streams an empty scripted reply as one empty token", async () => {
+    const model = new LocalChatModel({ behaviour: () => "" });
+    expect((await model.invoke("x")).text).toBe("");
+    const chunks: string[] = [];
+    for await (const chunk of await model.stream("x")) chunks.push(chunk.text);
+    expect(chunks).toEqual([""]);
+  });
+
   it("can fail mid-stream after some tokens", async () => {
     const model = new LocalChatModel({ behaviour: () => ({ text: "one two three four", failAfterTokens: 2 }) });
     const got: string[] = [];
