@@ -1,0 +1,29 @@
+/**
+ * The subcommand table of `sessiond`. To add a command, write
+ * `src/cli/<name>-command.ts` exporting its run function and add one line
+ * here: `dbCommand(…)` if it wants the configured database (the signature
+ * `(db, argv, out) => Promise<exitCode>`), `standaloneCommand(…)` if it sets
+ * itself up (`(argv, io) => Promise<exitCode>`).
+ */
+import { type CommandSpec, dbCommand, standaloneCommand } from "./command.js";
+
+export const commands: Record<string, CommandSpec> = {
+  serve: standaloneCommand(
+    "run the server: HTTP + WebSocket, session processing, effect delivery",
+    async () => (await import("./serve-command.js")).runServeCommand,
+  ),
+  migrate: standaloneCommand(
+    "apply the committed migrations to the configured database",
+    async () => (await import("./migrate-command.js")).runMigrateCommand,
+  ),
+  token: standaloneCommand(
+    "mint a client token for one session: token <sessionKey> [--ttl 24h]",
+    async () => (await import("./token-command.js")).runTokenCommand,
+  ),
+  effects: dbCommand(
+    "list effects by status, retry a dead one: effects list|retry …",
+    async () => (await import("./effects-command.js")).runEffectsCommand,
+  ),
+  // audit, verify and bench: one line each, e.g.
+  //   audit: dbCommand("…", async () => (await import("./audit-command.js")).runAuditCommand),
+};

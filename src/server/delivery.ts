@@ -1,0 +1,312 @@
+/**
+ * Durable delivery: pull by cursor, woken by NOTIFY.
+ *
+ * Each subscriber (a WebSocket or an SSE stream) has a Feed with a cursor:
+ * the seq of the last durable frame it was sent. Frames come from one place
+ * only, `sessiond.effects_after(key, cursor)`, in seq order. A feed's pump
+ * runs that query and sends what it got, and repeats while it was woken again
+ * meanwhile. A NOTIFY on sessiond_effects wakes the feeds of the sessions it
+ * names (an empty payload, or a LISTEN reconnect, wakes every feed).
+ *
+ * Why this has no gap and no duplicate at the replay → live seam: the LISTEN
+ * is up before any feed exists, and a NOTIFY is delivered only after its
+ * transaction commits. So an effect either committed before a pump query
+ * began (the query returns it) or its NOTIFY arrives after the query began,
+ * which sets `again` and the pump queries once more from the advanced cursor.
+ * Effects of one session become visible in seq order (enqueue_effects holds
+ * the session lock until commit), so a cursor never skips one; the cursor only
+ * moves forward past frames actually sent, so nothing is sent twice — except
+ * when the client explicitly rewinds with `resume`.
+ *
+ * A pump has at most one batch in flight: after sending a batch it waits until
+ * the subscriber has flushed it before reading the next, so a long replay
+ * never piles up in memory. Database errors are retried with a backoff while
+ * the subscriber is open.
+ */
+import { Channels, type Db, type Listener, parseSeqPairs, type Queryable } from "../db/index.js";
+import { errorPayload, interruptPayload, sendMessagePayload } from "../effects/registry.js";
+import type { Logger } from "../session/processor.js";
+import type { Metrics } from "./metrics.js";
+import type { DurableFrame } from "./protocol.js";
+
+/** A row of sessiond.effects_after, as the drivers return it. */
+export interface EffectRow {
+  seq: number;
+  event_seq: number | null;
+  type: string;
+  payload: Record<string, unknown>;
+  created_at: Date;
+}
+
+/** Maps a client-delivered effect to its frame. */
+export function effectFrame(row: EffectRow): DurableFrame {
+  const base = { seq: row.seq, eventSeq: row.event_seq };
+  if (row.type === "send_message") {
+    const p = sendMessagePayload.safeParse(row.payload);
+    if (p.success) {
+      return { type: "message", ...base, requestId: p.data.requestId, role: p.data.role, content: p.data.content };
+    }
+  } else if (row.type === "interrupt") {
+    const p = interruptPayload.safeParse(row.payload);
+    if (p.success) return { type: "interrupt", ...base, requestId: p.data.requestId, value: p.data.value ?? null };
+  } else if (row.type === "error") {
+    const p = errorPayload.safeParse(row.payload);
+    if (p.success) {
+      return {
+        type: "failure",
+        ...base,
+        requestId: p.data.requestId ?? null,
+        code: p.data.code,
+        message: p.data.message,
+      };
+    }
+  }
+  return { type: "effect", ...base, effectType: row.type, payload: row.payload };
+}
+
+/** Client-delivered effects of a session after a cursor, in seq order. */
+export async function effectsAfter(
+  db: Queryable,
+  sessionKey: string,
+  after: number,
+  limit: number,
+): Promise<EffectRow[]> {
+  return db.query<EffectRow>(
+    "select seq, event_seq, type, payload, created_at from sessiond.effects_after($1, $2, $3)",
+    [sessionKey, after, limit],
+  );
+}
+
+/** The session's effect head (effect_seq) and acked cursor; zeros for a session that does not exist yet. */
+export async function sessionHead(db: Queryable, sessionKey: string): Promise<{ head: number; acked: number }> {
+  const [row] = await db.query<{ effect_seq: number; acked_seq: number }>(
+    "select effect_seq, acked_seq from sessiond.sessions where session_key = $1",
+    [sessionKey],
+  );
+  return { head: row?.effect_seq ?? 0, acked: row?.acked_seq ?? 0 };
+}
+
+/** Where a feed sends. */
+export interface DeliveryTarget {
+  readonly sessionKey: string;
+  /** False once the subscriber is gone; the pump stops. */
+  readonly isOpen: boolean;
+  /** Sends one durable frame; false if it could not (the target closes itself). */
+  deliver(frame: DurableFrame): boolean;
+  /** Resolves when what was sent so far has left this process's buffers. */
+  flushed(): Promise<void>;
+}
+
+/** Test seams. @internal */
+export interface DeliveryHooks {
+  /** After a pump query returned, before its rows are sent. */
+  afterQuery?(sessionKey: string, after: number, rows: number): void | Promise<void>;
+  /** A NOTIFY on sessiond_effects was received. */
+  onNotify?(payload: string): void;
+}
+
+export interface DeliveryHubOptions {
+  db: Db;
+  metrics: Metrics;
+  logger: Logger;
+  /** notify: LISTEN sessiond_effects. poll-only: wake every feed every pollMs. */
+  mode: "notify" | "poll-only";
+  pollMs: number;
+  /** Rows per pump query (default 200). */
+  batchSize?: number;
+  hooks?: DeliveryHooks;
+}
+
+export class Feed {
+  /** The seq of the last durable frame sent to the target. */
+  cursor: number;
+  readonly target: DeliveryTarget;
+  readonly #hub: DeliveryHub;
+  #generation = 0;
+  #running = false;
+  #again = false;
+  #retry: NodeJS.Timeout | undefined;
+  #failures = 0;
+
+  constructor(hub: DeliveryHub, target: DeliveryTarget, after: number) {
+    this.#hub = hub;
+    this.target = target;
+    this.cursor = after;
+  }
+
+  /** Something was committed (with seq ≤ maxSeq, if known): read again. */
+  wake(maxSeq?: number): void {
+    if (maxSeq !== undefined && maxSeq <= this.cursor && !this.#running) return;
+    this.#again = true;
+    if (!this.#running && !this.#retry) void this.#pump();
+  }
+
+  /** Moves the cursor (resume); a batch in flight from the old cursor is dropped. */
+  rewind(after: number): void {
+    this.#generation += 1;
+    this.cursor = after;
+    this.wake();
+  }
+
+  /** True while the pump is reading or sending (tests wait for idle). */
+  get busy(): boolean {
+    return this.#running || this.#again;
+  }
+
+  stop(): void {
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+  }
+
+  async #pump(): Promise<void> {
+    this.#running = true;
+    const { db, batchSize, hooks, logger, metrics } = this.#hub.deps;
+    const key = this.target.sessionKey;
+    try {
+      while (this.#again && this.target.isOpen) {
+        this.#again = false;
+        const generation = this.#generation;
+        const after = this.cursor;
+        const rows = await effectsAfter(db, key, after, batchSize);
+        await hooks?.afterQuery?.(key, after, rows.length);
+        if (generation !== this.#generation) {
+          this.#again = true;
+          continue;
+        }
+        for (const row of rows) {
+          if (!this.target.isOpen || generation !== this.#generation) break;
+          if (!this.target.deliver(effectFrame(row))) break;
+          this.cursor = row.seq;
+          metrics.delivered(row.created_at);
+          logger.debug({ sessionKey: key, seq: row.seq, type: row.type }, "delivered");
+        }
+        if (rows.length === batchSize) this.#again = true;
+        if (rows.length > 0) await this.target.flushed();
+      }
+      this.#failures = 0;
+    } catch (error) {
+      if (this.target.isOpen) {
+        this.#failures += 1;
+        const delay = Math.min(5_000, 100 * 2 ** Math.min(this.#failures, 6));
+        logger.warn({ sessionKey: key, seq: this.cursor, err: error, retryInMs: delay }, "delivery query failed");
+        this.#again = true;
+        this.#retry = setTimeout(() => {
+          this.#retry = undefined;
+          void this.#pump();
+        }, delay);
+        this.#retry.unref();
+      }
+    } finally {
+      this.#running = false;
+    }
+    // Woken while the last send was being flushed, after the loop checked.
+    if (this.#again && this.target.isOpen && !this.#retry) void this.#pump();
+  }
+}
+
+export class DeliveryHub {
+  readonly deps: Required<Omit<DeliveryHubOptions, "hooks" | "mode" | "pollMs">> & { hooks: DeliveryHooks | undefined };
+  readonly #mode: "notify" | "poll-only";
+  readonly #pollMs: number;
+  readonly #feeds = new Map<string, Set<Feed>>();
+  #listener: Listener | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #started = false;
+
+  constructor(options: DeliveryHubOptions) {
+    this.deps = {
+      db: options.db,
+      metrics: options.metrics,
+      logger: options.logger,
+      batchSize: options.batchSize ?? 200,
+      hooks: options.hooks,
+    };
+    this.#mode = options.mode;
+    this.#pollMs = options.pollMs;
+  }
+
+  /** True once the LISTEN is up (always, once started, in poll-only mode). */
+  get listening(): boolean {
+    return this.#mode === "poll-only" ? this.#started : this.#listener !== undefined;
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) return;
+    if (this.#mode === "notify") {
+      this.#listener = await this.deps.db.listen(
+        Channels.effects,
+        (payload) => this.#onNotify(payload),
+        () => {
+          this.deps.metrics.listenerReconnects += 1;
+          this.deps.logger.warn({}, "effects listener reconnected; waking every feed");
+          this.wakeAll();
+        },
+      );
+    } else {
+      this.#poll = setInterval(() => this.wakeAll(), this.#pollMs);
+      this.#poll.unref();
+    }
+    this.#started = true;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#poll);
+    for (const feeds of this.#feeds.values()) for (const feed of feeds) feed.stop();
+    this.#feeds.clear();
+    const listener = this.#listener;
+    this.#listener = undefined;
+    await listener?.close().catch(() => {});
+  }
+
+  /** Starts a feed for `target` from cursor `after` (it pumps at once). */
+  attach(target: DeliveryTarget, after: number): Feed {
+    const feed = new Feed(this, target, after);
+    let set = this.#feeds.get(target.sessionKey);
+    if (!set) {
+      set = new Set();
+      this.#feeds.set(target.sessionKey, set);
+    }
+    set.add(feed);
+    feed.wake();
+    return feed;
+  }
+
+  detach(feed: Feed): void {
+    feed.stop();
+    const set = this.#feeds.get(feed.target.sessionKey);
+    if (!set) return;
+    set.delete(feed);
+    if (set.size === 0) this.#feeds.delete(feed.target.sessionKey);
+  }
+
+  /** True when a subscriber of the session is attached here. */
+  hasSubscribers(sessionKey: string): boolean {
+    return this.#feeds.has(sessionKey);
+  }
+
+  /** Resolves once no feed is reading or sending, or after `ms` (shutdown uses it). */
+  async idle(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    const busy = () =>
+      [...this.#feeds.values()].some((feeds) => [...feeds].some((feed) => feed.busy && feed.target.isOpen));
+    while (busy() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
+  wakeSession(sessionKey: string, maxSeq?: number): void {
+    for (const feed of this.#feeds.get(sessionKey) ?? []) feed.wake(maxSeq);
+  }
+
+  wakeAll(): void {
+    for (const feeds of this.#feeds.values()) for (const feed of feeds) feed.wake();
+  }
+
+  #onNotify(payload: string): void {
+    this.deps.hooks?.onNotify?.(payload);
+    const pairs = parseSeqPairs(payload);
+    if (pairs === null) {
+      this.wakeAll();
+      return;
+    }
+    for (const [sessionKey, maxSeq] of pairs) this.wakeSession(sessionKey, maxSeq);
+  }
+}
