@@ -4,7 +4,9 @@ import {
   type CheckpointTuple,
   ERROR,
   INTERRUPT,
+  JsonPlusSerializer,
   RESUME,
+  type SerializerProtocol,
   TASKS,
 } from "@langchain/langgraph-checkpoint";
 import { describe, expect, it } from "vitest";
@@ -420,22 +422,50 @@ describeEachDb("SessiondCheckpointer", (t) => {
     });
 
     it("flush waits for a put still serialising; writes while flushing are refused; one run per thread", async () => {
-      const saver = new SessiondCheckpointer(t.db);
+      // A serde that holds every serialisation until the test opens the gate.
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      const json = new JsonPlusSerializer();
+      const serde: SerializerProtocol = {
+        dumpsTyped: async (data: unknown) => {
+          await gate;
+          return json.dumpsTyped(data);
+        },
+        loadsTyped: (type, data) => json.loadsTyped(type, data),
+      };
+      const saver = new SessiondCheckpointer(t.db, { serde });
       const th = thread();
       expect(() => saver.discardRun(th)).not.toThrow();
       await expect(t.db.transaction((tx) => saver.flushRun(tx, th))).rejects.toThrow(/no run/);
       saver.beginRun(th);
       expect(() => saver.beginRun(th)).toThrow(/already buffering/);
       const c = checkpoint({ a: "late" }, { a: 1 });
-      const put = saver.put(cfg(th), c, meta(), { a: 1 }); // not awaited: still serialising
+      const put = saver.put(cfg(th), c, meta(), { a: 1 }); // held at the gate
       await t.db.transaction(async (tx) => {
         const flush = saver.flushRun(tx, th);
         await expect(saver.put(cfg(th), checkpoint({}, {}), meta(), {})).rejects.toThrow(/flushing/);
+        open();
         await flush;
       });
       await put;
+      expect(saver.inRun(th)).toBe(false);
       expect(await count(t.db, "checkpoints", th)).toBe(1);
       expect((await saver.getTuple(cfg(th)))?.checkpoint.channel_values).toEqual({ a: "late" });
+    });
+
+    it("a buffered re-put that no longer matches hides its committed row without starving the limit", async () => {
+      const saver = new SessiondCheckpointer(t.db);
+      const th = thread();
+      const committed = await chain(saver, th, 3); // users u0, u1, u0
+      saver.beginRun(th);
+      const moved = committed[2] as Checkpoint;
+      await saver.put(cfg(th, committed[1]?.id), moved, meta({ step: 2, user: "moved" }), {});
+      expect(ids(await collect(saver.list(cfg(th), { filter: { user: "u0" }, limit: 1 })))).toEqual([committed[0]?.id]);
+      expect(ids(await collect(saver.list(cfg(th), { filter: { user: "moved" }, limit: 1 })))).toEqual([moved.id]);
+      saver.discardRun(th);
+      expect(ids(await collect(saver.list(cfg(th), { filter: { user: "u0" }, limit: 1 })))).toEqual([moved.id]);
     });
 
     it("deleteThread during a run also empties the buffer", async () => {
