@@ -73,6 +73,16 @@ function hostAllowed(url: URL, allowed: readonly string[]): boolean {
   });
 }
 
+function isJson(value: unknown): boolean {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return true;
+  if (typeof value === "number") return Number.isFinite(value);
+  if (Array.isArray(value)) return value.every(isJson);
+  if (typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.values(value).every(isJson);
+  }
+  return false;
+}
+
 /** The payload schema of a webhook effect with this allow-list. */
 export function webhookPayloadSchema(allowedHosts: readonly string[]): z.ZodType<WebhookPayload> {
   const allowed = normaliseHosts(allowedHosts);
@@ -105,17 +115,27 @@ export function webhookPayloadSchema(allowedHosts: readonly string[]): z.ZodType
           });
         }
       }),
-    body: z.json({ error: "body must be a JSON value (null for none)" }),
+    body: z
+      .unknown()
+      .refine((value) => value !== undefined, { error: "body is required (any JSON value; null for none)" })
+      .refine(isJson, { error: "body must be a JSON value (objects, arrays, strings, finite numbers, booleans, null)" })
+      .transform((value) => value as z.core.util.JSONType),
     headers: z
-      .record(
-        z
-          .string()
-          .regex(HEADER_NAME, { error: "header names must be HTTP tokens" })
-          .refine((name) => !RESERVED_HEADERS.has(name.toLowerCase()), {
-            error: (issue) => `header ${String(issue.input)} is set by sessiond and cannot be overridden`,
-          }),
-        z.string().max(8192).regex(HEADER_VALUE, { error: "header values must not contain control characters" }),
-      )
+      .record(z.string(), z.string({ error: "header values must be strings" }))
+      .superRefine((headers, ctx) => {
+        for (const [name, value] of Object.entries(headers)) {
+          if (!HEADER_NAME.test(name)) {
+            ctx.addIssue({ code: "custom", message: `header name ${JSON.stringify(name)} is not an HTTP token` });
+          } else if (RESERVED_HEADERS.has(name.toLowerCase())) {
+            ctx.addIssue({ code: "custom", message: `header ${name} is set by sessiond and cannot be overridden` });
+          } else if (!HEADER_VALUE.test(value) || value.length > 8192) {
+            ctx.addIssue({
+              code: "custom",
+              message: `header ${name}: values must be at most 8192 characters without control characters`,
+            });
+          }
+        }
+      })
       .optional(),
   });
 }
