@@ -247,9 +247,12 @@ CREATE FUNCTION sessiond.claim_effects(owner text, types text[], max_effects int
     AS $$
 #variable_conflict use_column
 begin
-  -- An effect whose runner died once too often while executing is dead, not retried forever.
+  -- An effect whose runner died (or stalled past its claim) on its last attempt is
+  -- dead, not retried forever; the error of an earlier attempt, if any, is kept.
   update sessiond.effects e
-     set status = 'dead', last_error = coalesce(e.last_error, 'claim expired while executing')
+     set status = 'dead',
+         last_error = left(coalesce(e.last_error || '; then ', '') || format(
+           'claim of attempt %s expired while executing (the runner died or stalled)', e.attempts), 4000)
    where e.status = 'executing' and e.claim_expires_at <= clock_timestamp() and e.attempts >= e.max_attempts
      and e.type = any(claim_effects.types) and e.delivery = 'handler';
 
@@ -258,7 +261,10 @@ begin
     select e.session_key, e.seq from sessiond.effects e
      where e.delivery = 'handler' and e.type = any(claim_effects.types)
        and ((e.status in ('pending', 'failed') and e.available_at <= clock_timestamp())
-            or (e.status = 'executing' and e.claim_expires_at <= clock_timestamp()))
+            -- attempts < max_attempts: a claim that expired between the statement above and
+            -- this one must not be taken for an attempt past the limit.
+            or (e.status = 'executing' and e.claim_expires_at <= clock_timestamp()
+                and e.attempts < e.max_attempts))
        and (not e.ordered or not exists (
              select 1 from sessiond.effects p
               where p.session_key = e.session_key and p.ordered and p.seq < e.seq
@@ -280,7 +286,7 @@ $$;
 -- Name: FUNCTION claim_effects(owner text, types text[], max_effects integer, claim_ms integer); Type: COMMENT; Schema: sessiond; Owner: -
 --
 
-COMMENT ON FUNCTION sessiond.claim_effects(owner text, types text[], max_effects integer, claim_ms integer) IS 'Claims up to max_effects due handler effects of the given types (pending or failed and due, or executing with an expired claim) with FOR UPDATE SKIP LOCKED: no effect is claimed twice at once. An ordered effect waits until every earlier ordered effect of its session is completed or dead. Marks executing effects whose claim expired after their last attempt as dead.';
+COMMENT ON FUNCTION sessiond.claim_effects(owner text, types text[], max_effects integer, claim_ms integer) IS 'Claims up to max_effects due handler effects of the given types (pending or failed and due, or executing with an expired claim and attempts left) with FOR UPDATE SKIP LOCKED: no effect is claimed twice at once. Each claim counts an attempt and stores owner in claimed_by (a runner passes a fresh owner per claim, so a handler that outlived its claim cannot complete a later claim). An ordered effect waits until every earlier ordered effect of its session is completed or dead. Marks executing effects whose claim expired after their last attempt as dead.';
 
 --
 -- Name: claim_session(text, text, integer); Type: FUNCTION; Schema: sessiond; Owner: -
@@ -413,6 +419,22 @@ $$;
 --
 
 COMMENT ON FUNCTION sessiond.complete_effect(session_key text, seq bigint, owner text) IS 'Marks an effect the caller has claimed as completed; false when the claim was lost (another runner reclaimed it).';
+
+--
+-- Name: duration_ms(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.duration_ms(from_at timestamp with time zone, to_at timestamp with time zone) RETURNS double precision
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select round((extract(epoch from to_at - from_at) * 1000)::numeric, 1)::double precision
+$$;
+
+--
+-- Name: FUNCTION duration_ms(from_at timestamp with time zone, to_at timestamp with time zone); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.duration_ms(from_at timestamp with time zone, to_at timestamp with time zone) IS 'Milliseconds from from_at to to_at, to 0.1 ms; null when either is null.';
 
 --
 -- Name: effect_transition_allowed(text, text); Type: FUNCTION; Schema: sessiond; Owner: -
@@ -624,6 +646,31 @@ $$;
 COMMENT ON FUNCTION sessiond.notify_payload(pairs jsonb) IS 'The NOTIFY payload for a set of [session_key, seq] pairs: the JSON text if it is at most 4000 bytes, else empty (meaning: sweep).';
 
 --
+-- Name: payload_summary(text, jsonb); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.payload_summary(type text, payload jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select case when length(_text) > 120 then left(_text, 119) || '…' else _text end
+    from (select regexp_replace(coalesce(
+            case payload_summary.type
+              when 'user_message' then payload->>'text'
+              when 'send_message' then payload->>'content'
+              when 'error' then concat_ws(': ', payload->>'code', payload->>'message')
+              when 'interrupt' then 'asks ' || coalesce(payload->'value', 'null'::jsonb)::text
+              when 'resume' then 'answers ' || coalesce(payload->'value', 'null'::jsonb)::text
+            end,
+            payload::text), '\s+', ' ', 'g') as _text) x
+$$;
+
+--
+-- Name: FUNCTION payload_summary(type text, payload jsonb); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.payload_summary(type text, payload jsonb) IS 'One line (at most 120 characters) saying what an event or effect payload holds: the text of a message, the code and message of an error, else the JSON.';
+
+--
 -- Name: release_session(text, text, bigint); Type: FUNCTION; Schema: sessiond; Owner: -
 --
 
@@ -691,6 +738,22 @@ $$;
 --
 
 COMMENT ON FUNCTION sessiond.session_lock(session_key text) IS 'Takes the per-session transaction-scoped advisory lock that serialises every writer of a session''s seq counters.';
+
+--
+-- Name: stuck_after(); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.stuck_after() RETURNS interval
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  select coalesce(nullif(current_setting('sessiond.stuck_after', true), '')::interval, interval '30 seconds')
+$$;
+
+--
+-- Name: FUNCTION stuck_after(); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.stuck_after() IS 'How long an unprocessed event or an overdue handler effect may wait before sessiond.stuck_work lists it: the setting sessiond.stuck_after (e.g. SET sessiond.stuck_after = ''5 minutes''), 30 seconds by default.';
 
 --
 -- Name: tg_effects__before_update(); Type: FUNCTION; Schema: sessiond; Owner: -
@@ -819,6 +882,130 @@ $$;
 COMMENT ON FUNCTION sessiond.tg_payload__check_size() IS 'Rejects an event or effect whose payload exceeds sessiond.max_payload_bytes() (SQLSTATE 54000).';
 
 --
+-- Name: verify(interval); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.verify(stale_after interval DEFAULT '00:00:30'::interval) RETURNS TABLE(check_name text, session_key text, detail text)
+    LANGUAGE sql STABLE
+    AS $$
+  with event_stats as (
+    select e.session_key, count(*) as n, max(e.seq) as max_seq
+      from sessiond.events e group by e.session_key
+  ), effect_stats as (
+    select f.session_key, count(*) as n, max(f.seq) as max_seq
+      from sessiond.effects f group by f.session_key
+  ), replies as (
+    select f.session_key, f.event_seq,
+           count(*) filter (where f.type in ('send_message', 'interrupt')) as replies,
+           count(*) filter (where f.type = 'error') as errors
+      from sessiond.effects f where f.event_seq is not null group by f.session_key, f.event_seq
+  ), outcome_counts as (
+    select o.session_key, o.seq, count(*) as n, min(o.status) as status
+      from sessiond.event_outcomes o group by o.session_key, o.seq
+  ), violations as (
+    select 'event_seq_gap_free' as check_name, coalesce(s.session_key, st.session_key)::text as session_key,
+           case when s.session_key is null then format('%s event(s) but no sessions row', st.n)
+                else format('last_seq %s, %s event(s), highest seq %s; missing: %s', s.last_seq, coalesce(st.n, 0),
+                            coalesce(st.max_seq, 0), coalesce((
+                              select string_agg(m.g::text, ', ' order by m.g) from (
+                                select g from generate_series(1, greatest(s.last_seq, st.max_seq)) g
+                                 where not exists (select 1 from sessiond.events x
+                                                    where x.session_key = s.session_key and x.seq = g)
+                                 order by g limit 10) m), 'none')) end as detail,
+           0::bigint as seq
+      from sessiond.sessions s
+      full join event_stats st on st.session_key = s.session_key
+     where coalesce(s.last_seq, 0) <> coalesce(st.n, 0) or coalesce(s.last_seq, 0) <> coalesce(st.max_seq, 0)
+    union all
+    select 'processed_not_past_last', s.session_key,
+           format('processed_seq %s is past last_seq %s', s.processed_seq, s.last_seq), 0
+      from sessiond.sessions s
+     where s.processed_seq > s.last_seq
+    union all
+    select 'one_reply_per_user_event', e.session_key,
+           case when oc.status = 'processed'
+                then format('user event %s is processed with %s send_message/interrupt effect(s); expected exactly 1',
+                            e.seq, coalesce(r.replies, 0))
+                else format('user event %s is %s with %s error effect(s); expected exactly 1',
+                            e.seq, oc.status, coalesce(r.errors, 0)) end,
+           e.seq
+      from sessiond.events e
+      join outcome_counts oc on oc.session_key = e.session_key and oc.seq = e.seq
+      left join replies r on r.session_key = e.session_key and r.event_seq = e.seq
+     where e.type = 'user_message'
+       and case when oc.status = 'processed' then coalesce(r.replies, 0) <> 1 else coalesce(r.errors, 0) <> 1 end
+    union all
+    select 'one_outcome_per_processed_event', e.session_key,
+           format('event %s is at or below processed_seq %s but has %s outcome(s)', e.seq, s.processed_seq,
+                  coalesce(oc.n, 0)),
+           e.seq
+      from sessiond.events e
+      join sessiond.sessions s on s.session_key = e.session_key
+      left join outcome_counts oc on oc.session_key = e.session_key and oc.seq = e.seq
+     where e.seq <= s.processed_seq and coalesce(oc.n, 0) <> 1
+    union all
+    select 'one_outcome_per_processed_event', oc.session_key,
+           format('event %s has an outcome (%s) but is past processed_seq %s', oc.seq, oc.status,
+                  coalesce(s.processed_seq, 0)),
+           oc.seq
+      from outcome_counts oc
+      left join sessiond.sessions s on s.session_key = oc.session_key
+     where oc.seq > coalesce(s.processed_seq, 0)
+    union all
+    select 'unique_dedupe_key', f.session_key,
+           format('dedupe key %s is used by effects %s', f.dedupe_key, string_agg(f.seq::text, ', ' order by f.seq)),
+           min(f.seq)
+      from sessiond.effects f
+     group by f.session_key, f.dedupe_key
+    having count(*) > 1
+    union all
+    select 'effect_seq_gap_free', coalesce(s.session_key, st.session_key)::text,
+           case when s.session_key is null then format('%s effect(s) but no sessions row', st.n)
+                else format('effect_seq %s, %s effect(s), highest seq %s; missing: %s', s.effect_seq, coalesce(st.n, 0),
+                            coalesce(st.max_seq, 0), coalesce((
+                              select string_agg(m.g::text, ', ' order by m.g) from (
+                                select g from generate_series(1, greatest(s.effect_seq, st.max_seq)) g
+                                 where not exists (select 1 from sessiond.effects x
+                                                    where x.session_key = s.session_key and x.seq = g)
+                                 order by g limit 10) m), 'none')) end,
+           0
+      from sessiond.sessions s
+      full join effect_stats st on st.session_key = s.session_key
+     where coalesce(s.effect_seq, 0) <> coalesce(st.n, 0) or coalesce(s.effect_seq, 0) <> coalesce(st.max_seq, 0)
+    union all
+    select 'acked_not_past_head', s.session_key,
+           format('acked_seq %s is past effect_seq %s', s.acked_seq, s.effect_seq), 0
+      from sessiond.sessions s
+     where s.acked_seq > s.effect_seq
+    union all
+    select 'lease_not_stale', s.session_key,
+           format('lease of %s (token %s) expired at %s, %s s ago, with %s unprocessed event(s)', s.lease_owner,
+                  s.lease_token, s.lease_expires_at, round(extract(epoch from now() - s.lease_expires_at), 1),
+                  s.last_seq - s.processed_seq),
+           0
+      from sessiond.sessions s
+     where s.lease_owner is not null and s.processed_seq < s.last_seq
+       and s.lease_expires_at < now() - verify.stale_after
+    union all
+    select 'claim_not_stale', f.session_key,
+           format('effect %s (%s) executing: claim of %s expired at %s, %s s ago', f.seq, f.type, f.claimed_by,
+                  f.claim_expires_at, round(extract(epoch from now() - f.claim_expires_at), 1)),
+           f.seq
+      from sessiond.effects f
+     where f.status = 'executing' and f.claim_expires_at < now() - verify.stale_after
+  )
+  select v.check_name, v.session_key::text, v.detail
+    from violations v
+   order by v.check_name, v.session_key, v.seq
+$$;
+
+--
+-- Name: FUNCTION verify(stale_after interval); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.verify(stale_after interval) IS 'Checks sessiond''s invariants on the live database and returns one row per violation (check_name, session_key, detail); no rows means healthy. Checks: event_seq_gap_free (events 1..last_seq, no gaps, none beyond), processed_not_past_last, one_reply_per_user_event (a processed user_message has exactly one send_message or interrupt effect; a failed or superseded one exactly one error effect), one_outcome_per_processed_event (every event up to processed_seq has exactly one outcome, none past it), unique_dedupe_key, effect_seq_gap_free (effects 1..effect_seq), acked_not_past_head, lease_not_stale (no lease on a session with unprocessed events expired longer than stale_after ago), claim_not_stale (no executing effect whose claim expired longer than stale_after ago). Scans every table: run it on a replica or off-peak on a large database.';
+
+--
 -- Name: checkpoint_blobs; Type: TABLE; Schema: sessiond; Owner: -
 --
 
@@ -880,6 +1067,31 @@ CREATE TABLE sessiond.checkpoints (
 --
 
 COMMENT ON TABLE sessiond.checkpoints IS 'LangGraph checkpoints (serialised without channel values), one per step, per thread (= session key) and namespace.';
+
+--
+-- Name: effect_backlog; Type: VIEW; Schema: sessiond; Owner: -
+--
+
+CREATE VIEW sessiond.effect_backlog AS
+ SELECT f.status,
+    (f.type)::text AS type,
+    f.delivery,
+    count(*) AS effects,
+    count(DISTINCT f.session_key) AS sessions,
+    min(f.created_at) AS oldest_at,
+    (now() - min(f.created_at)) AS oldest_age,
+    sessiond.duration_ms(min(f.created_at), now()) AS oldest_age_ms,
+    min(f.available_at) FILTER (WHERE (f.status = ANY (ARRAY['pending'::text, 'failed'::text]))) AS next_due_at,
+    max(f.attempts) AS max_attempts_used
+   FROM sessiond.effects f
+  WHERE (f.status <> 'completed'::text)
+  GROUP BY f.status, f.type, f.delivery;
+
+--
+-- Name: VIEW effect_backlog; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON VIEW sessiond.effect_backlog IS 'Effects not yet completed, by status, type and delivery: how many, in how many sessions, the oldest one''s enqueue time and age, the earliest due time of those waiting (pending or failed), the most attempts any has used.';
 
 --
 -- Name: event_outcomes; Type: TABLE; Schema: sessiond; Owner: -
@@ -960,6 +1172,234 @@ CREATE TABLE sessiond.sessions (
 --
 
 COMMENT ON TABLE sessiond.sessions IS 'One row per session: its cursors (last_seq, processed_seq, effect_seq, acked_seq) and its processing lease (owner, fencing token, expiry).';
+
+--
+-- Name: message_latency; Type: VIEW; Schema: sessiond; Owner: -
+--
+
+CREATE VIEW sessiond.message_latency AS
+ SELECT (e.session_key)::text AS session_key,
+    e.seq,
+    (e.request_id)::text AS request_id,
+    COALESCE(o.status, 'pending'::text) AS status,
+    e.created_at AS appended_at,
+    o.started_at,
+    o.finished_at AS processed_at,
+    r.seq AS reply_seq,
+    (r.type)::text AS reply_type,
+    COALESCE((r.seq <= s.acked_seq), false) AS acked,
+    r.completed_at AS acked_at,
+    sessiond.duration_ms(e.created_at, o.started_at) AS queue_ms,
+    sessiond.duration_ms(o.started_at, o.finished_at) AS run_ms,
+    sessiond.duration_ms(e.created_at, o.finished_at) AS processed_ms,
+    sessiond.duration_ms(o.finished_at, r.completed_at) AS ack_ms,
+    sessiond.duration_ms(e.created_at, r.completed_at) AS total_ms
+   FROM (((sessiond.events e
+     JOIN sessiond.sessions s ON (((s.session_key)::text = (e.session_key)::text)))
+     LEFT JOIN sessiond.event_outcomes o ON ((((o.session_key)::text = (e.session_key)::text) AND (o.seq = e.seq))))
+     LEFT JOIN LATERAL ( SELECT f.seq,
+            f.type,
+            f.completed_at
+           FROM sessiond.effects f
+          WHERE (((f.session_key)::text = (e.session_key)::text) AND (f.event_seq = e.seq) AND (f.delivery = 'client'::text) AND ((f.type)::text = ANY (ARRAY['send_message'::text, 'interrupt'::text, 'error'::text])))
+          ORDER BY f.seq DESC
+         LIMIT 1) r ON (true))
+  WHERE ((e.type)::text = 'user_message'::text);
+
+--
+-- Name: VIEW message_latency; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON VIEW sessiond.message_latency IS 'Per user message: appended_at → started_at (run start) → processed_at (outcome committed, the reply enqueued and pushed to connected clients in the same moment) → acked_at (the client acked the final reply: send_message, interrupt or error), with queue_ms, run_ms, processed_ms (append → outcome), ack_ms (outcome → ack) and total_ms (append → ack). Delivery to a socket is not recorded on its own: the ack is the proof of delivery.';
+
+--
+-- Name: session_summary; Type: VIEW; Schema: sessiond; Owner: -
+--
+
+CREATE VIEW sessiond.session_summary AS
+ SELECT (s.session_key)::text AS session_key,
+    ev.events,
+    ev.user_messages,
+    oc.failed,
+    oc.superseded,
+    ef.effects,
+    ef.open_effects,
+    ef.dead_effects,
+    s.last_seq,
+    s.processed_seq,
+    (s.last_seq - s.processed_seq) AS unprocessed,
+    s.effect_seq,
+    s.acked_seq,
+    (s.effect_seq - s.acked_seq) AS unacked,
+        CASE
+            WHEN (s.lease_owner IS NULL) THEN 'free'::text
+            WHEN (s.lease_expires_at > now()) THEN 'held'::text
+            ELSE 'expired'::text
+        END AS lease_state,
+    s.lease_owner,
+    s.lease_token,
+    s.lease_expires_at,
+    s.created_at,
+    GREATEST(s.updated_at, ev.last_event_at, oc.last_outcome_at, ef.last_effect_at) AS last_activity_at
+   FROM (((sessiond.sessions s
+     CROSS JOIN LATERAL ( SELECT count(*) AS events,
+            count(*) FILTER (WHERE ((e.type)::text = 'user_message'::text)) AS user_messages,
+            max(e.created_at) AS last_event_at
+           FROM sessiond.events e
+          WHERE ((e.session_key)::text = (s.session_key)::text)) ev)
+     CROSS JOIN LATERAL ( SELECT count(*) FILTER (WHERE (o.status = 'failed'::text)) AS failed,
+            count(*) FILTER (WHERE (o.status = 'superseded'::text)) AS superseded,
+            max(o.finished_at) AS last_outcome_at
+           FROM sessiond.event_outcomes o
+          WHERE ((o.session_key)::text = (s.session_key)::text)) oc)
+     CROSS JOIN LATERAL ( SELECT count(*) AS effects,
+            count(*) FILTER (WHERE (f.status = ANY (ARRAY['pending'::text, 'executing'::text, 'failed'::text]))) AS open_effects,
+            count(*) FILTER (WHERE (f.status = 'dead'::text)) AS dead_effects,
+            max(f.updated_at) AS last_effect_at
+           FROM sessiond.effects f
+          WHERE ((f.session_key)::text = (s.session_key)::text)) ef);
+
+--
+-- Name: VIEW session_summary; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON VIEW sessiond.session_summary IS 'One row per session: how many events (user messages among them), failed and superseded outcomes, effects (open: pending, executing or failed; dead); its cursors and what lies between them (unprocessed, unacked); its lease (free|held|expired, owner, token, expiry); when it was created and last changed.';
+
+--
+-- Name: session_timeline; Type: VIEW; Schema: sessiond; Owner: -
+--
+
+CREATE VIEW sessiond.session_timeline AS
+ SELECT (e.session_key)::text AS session_key,
+    e.created_at AS at,
+    'event'::text AS kind,
+    e.seq,
+    e.seq AS event_seq,
+    (e.type)::text AS type,
+    COALESCE(o.status,
+        CASE
+            WHEN (e.seq <= s.processed_seq) THEN 'no_outcome'::text
+            ELSE 'pending'::text
+        END) AS status,
+    (e.request_id)::text AS request_id,
+    NULL::text AS delivery,
+    o.attempts,
+    sessiond.payload_summary((e.type)::text, e.payload) AS summary,
+    o.error,
+    o.started_at,
+    o.finished_at,
+    sessiond.duration_ms(e.created_at, o.finished_at) AS latency_ms,
+    sessiond.duration_ms(o.started_at, o.finished_at) AS run_ms
+   FROM ((sessiond.events e
+     LEFT JOIN sessiond.sessions s ON (((s.session_key)::text = (e.session_key)::text)))
+     LEFT JOIN sessiond.event_outcomes o ON ((((o.session_key)::text = (e.session_key)::text) AND (o.seq = e.seq))))
+UNION ALL
+ SELECT (f.session_key)::text AS session_key,
+    f.created_at AS at,
+    'effect'::text AS kind,
+    f.seq,
+    f.event_seq,
+    (f.type)::text AS type,
+    f.status,
+    (f.payload ->> 'requestId'::text) AS request_id,
+    f.delivery,
+    f.attempts,
+    sessiond.payload_summary((f.type)::text, f.payload) AS summary,
+    f.last_error AS error,
+    NULL::timestamp with time zone AS started_at,
+    f.completed_at AS finished_at,
+    sessiond.duration_ms(f.created_at, f.completed_at) AS latency_ms,
+    NULL::double precision AS run_ms
+   FROM sessiond.effects f;
+
+--
+-- Name: VIEW session_timeline; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON VIEW sessiond.session_timeline IS 'Events and effects of every session, one row each (kind event|effect), to be read ORDER BY at, kind DESC, seq. at: when the event was appended or the effect enqueued. status: an event''s outcome (processed|failed|superseded), pending before it, no_outcome if processed_seq passed it without one; an effect''s status. event_seq: the event that caused an effect. finished_at: outcome time (events), completion or client ack (effects); latency_ms: at → finished_at; run_ms: run start → outcome (events).';
+
+--
+-- Name: stuck_work; Type: VIEW; Schema: sessiond; Owner: -
+--
+
+CREATE VIEW sessiond.stuck_work AS
+ SELECT 'lease_expired'::text AS reason,
+    (s.session_key)::text AS session_key,
+    'session'::text AS kind,
+    NULL::bigint AS seq,
+    NULL::text AS type,
+    s.lease_expires_at AS since,
+    sessiond.duration_ms(s.lease_expires_at, now()) AS age_ms,
+    format('lease of %s (token %s) expired with %s unprocessed event(s) (processed %s of %s)'::text, s.lease_owner, s.lease_token, (s.last_seq - s.processed_seq), s.processed_seq, s.last_seq) AS detail
+   FROM sessiond.sessions s
+  WHERE ((s.lease_owner IS NOT NULL) AND (s.lease_expires_at <= now()) AND (s.processed_seq < s.last_seq))
+UNION ALL
+ SELECT 'unprocessed_events'::text AS reason,
+    (s.session_key)::text AS session_key,
+    'event'::text AS kind,
+    e.seq,
+    (e.type)::text AS type,
+    e.created_at AS since,
+    sessiond.duration_ms(e.created_at, now()) AS age_ms,
+    format('%s event(s) wait, the oldest (seq %s) since it was appended; lease: %s'::text, (s.last_seq - s.processed_seq), e.seq,
+        CASE
+            WHEN (s.lease_owner IS NULL) THEN 'none'::text
+            WHEN (s.lease_expires_at > now()) THEN format('held by %s (token %s)'::text, s.lease_owner, s.lease_token)
+            ELSE format('expired (%s, token %s)'::text, s.lease_owner, s.lease_token)
+        END) AS detail
+   FROM (sessiond.sessions s
+     JOIN sessiond.events e ON ((((e.session_key)::text = (s.session_key)::text) AND (e.seq = (s.processed_seq + 1)))))
+  WHERE ((s.processed_seq < s.last_seq) AND (e.created_at <= (now() - sessiond.stuck_after())))
+UNION ALL
+ SELECT 'claim_expired'::text AS reason,
+    (f.session_key)::text AS session_key,
+    'effect'::text AS kind,
+    f.seq,
+    (f.type)::text AS type,
+    f.claim_expires_at AS since,
+    sessiond.duration_ms(f.claim_expires_at, now()) AS age_ms,
+    format('executing: claim of %s (attempt %s of %s) expired'::text, f.claimed_by, f.attempts, f.max_attempts) AS detail
+   FROM sessiond.effects f
+  WHERE ((f.status = 'executing'::text) AND (f.claim_expires_at <= now()))
+UNION ALL
+ SELECT 'effect_overdue'::text AS reason,
+    (f.session_key)::text AS session_key,
+    'effect'::text AS kind,
+    f.seq,
+    (f.type)::text AS type,
+    f.available_at AS since,
+    sessiond.duration_ms(f.available_at, now()) AS age_ms,
+    format('pending handler effect due since %s and not claimed (is a runner for %s running?)'::text, f.available_at, f.type) AS detail
+   FROM sessiond.effects f
+  WHERE ((f.status = 'pending'::text) AND (f.delivery = 'handler'::text) AND (f.available_at <= (now() - sessiond.stuck_after())))
+UNION ALL
+ SELECT 'effect_failed'::text AS reason,
+    (f.session_key)::text AS session_key,
+    'effect'::text AS kind,
+    f.seq,
+    (f.type)::text AS type,
+    f.updated_at AS since,
+    sessiond.duration_ms(f.updated_at, now()) AS age_ms,
+    format('attempt %s of %s failed, next at %s: %s'::text, f.attempts, f.max_attempts, f.available_at, COALESCE(f.last_error, '(no error recorded)'::text)) AS detail
+   FROM sessiond.effects f
+  WHERE (f.status = 'failed'::text)
+UNION ALL
+ SELECT 'effect_dead'::text AS reason,
+    (f.session_key)::text AS session_key,
+    'effect'::text AS kind,
+    f.seq,
+    (f.type)::text AS type,
+    f.updated_at AS since,
+    sessiond.duration_ms(f.updated_at, now()) AS age_ms,
+    format('dead after %s attempt(s): %s (retry: sessiond effects retry %s)'::text, f.attempts, COALESCE(f.last_error, '(no error recorded)'::text), f.id) AS detail
+   FROM sessiond.effects f
+  WHERE (f.status = 'dead'::text);
+
+--
+-- Name: VIEW stuck_work; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON VIEW sessiond.stuck_work IS 'Work that is not moving, one row per item (reason, session, kind session|event|effect, seq, type, since, age_ms, detail): lease_expired (an expired lease on a session with unprocessed events), unprocessed_events (the oldest unprocessed event has waited longer than sessiond.stuck_after()), claim_expired (an effect executing past its claim), effect_overdue (a pending handler effect due for longer than sessiond.stuck_after()), effect_failed (waiting for a retry), effect_dead.';
 
 --
 -- Name: checkpoint_blobs checkpoint_blobs_pkey; Type: CONSTRAINT; Schema: sessiond; Owner: -

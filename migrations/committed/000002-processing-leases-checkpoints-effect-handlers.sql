@@ -1,5 +1,5 @@
 --! Previous: sha1:2e29663d95506b3500be88b83a8727712c01d74a
---! Hash: sha1:9c2d52c21e95d80b90b8b08109be08e99a5f5802
+--! Hash: sha1:72903c3c05c28915d69ccf8d3ebd0a17d98221da
 --! Message: processing leases, checkpoints, effect handlers
 
 -- ============================================================================
@@ -295,3 +295,371 @@ as $$
 $$;
 comment on function sessiond.list_effects(text, integer) is
   'Effects by status (all when null), most recently changed first.';
+
+-- ============================================================================
+-- Audit: views and checks for operators (`sessiond audit`, `sessiond verify`,
+-- psql). Nothing here writes.
+--
+-- Every view is cheap with `where session_key = '…'` (the predicate reaches
+-- each branch of a union and each lateral subquery); without one it scans its
+-- tables, which is what an operator asking about everything wants. Times are
+-- the database's own (now() of the writing transaction), except
+-- event_outcomes.started_at, which the processor reports from its own clock.
+-- ============================================================================
+
+create function sessiond.stuck_after() returns interval
+  language sql stable parallel safe
+as $$
+  select coalesce(nullif(current_setting('sessiond.stuck_after', true), '')::interval, interval '30 seconds')
+$$;
+comment on function sessiond.stuck_after() is
+  'How long an unprocessed event or an overdue handler effect may wait before sessiond.stuck_work lists it: the setting sessiond.stuck_after (e.g. SET sessiond.stuck_after = ''5 minutes''), 30 seconds by default.';
+
+create function sessiond.duration_ms(from_at timestamptz, to_at timestamptz) returns double precision
+  language sql immutable parallel safe
+as $$
+  select round((extract(epoch from to_at - from_at) * 1000)::numeric, 1)::double precision
+$$;
+comment on function sessiond.duration_ms(timestamptz, timestamptz) is
+  'Milliseconds from from_at to to_at, to 0.1 ms; null when either is null.';
+
+create function sessiond.payload_summary(type text, payload jsonb) returns text
+  language sql immutable parallel safe
+as $$
+  select case when length(_text) > 120 then left(_text, 119) || '…' else _text end
+    from (select regexp_replace(coalesce(
+            case payload_summary.type
+              when 'user_message' then payload->>'text'
+              when 'send_message' then payload->>'content'
+              when 'error' then concat_ws(': ', payload->>'code', payload->>'message')
+              when 'interrupt' then 'asks ' || coalesce(payload->'value', 'null'::jsonb)::text
+              when 'resume' then 'answers ' || coalesce(payload->'value', 'null'::jsonb)::text
+            end,
+            payload::text), '\s+', ' ', 'g') as _text) x
+$$;
+comment on function sessiond.payload_summary(text, jsonb) is
+  'One line (at most 120 characters) saying what an event or effect payload holds: the text of a message, the code and message of an error, else the JSON.';
+
+-- ---------------------------------------------------------------------------
+-- session_timeline
+-- ---------------------------------------------------------------------------
+
+create view sessiond.session_timeline as
+select e.session_key::text as session_key,
+       e.created_at as at,
+       'event'::text as kind,
+       e.seq,
+       e.seq as event_seq,
+       e.type::text as type,
+       coalesce(o.status, case when e.seq <= s.processed_seq then 'no_outcome' else 'pending' end) as status,
+       e.request_id::text as request_id,
+       null::text as delivery,
+       o.attempts,
+       sessiond.payload_summary(e.type, e.payload) as summary,
+       o.error,
+       o.started_at,
+       o.finished_at,
+       sessiond.duration_ms(e.created_at, o.finished_at) as latency_ms,
+       sessiond.duration_ms(o.started_at, o.finished_at) as run_ms
+  from sessiond.events e
+  left join sessiond.sessions s on s.session_key = e.session_key
+  left join sessiond.event_outcomes o on o.session_key = e.session_key and o.seq = e.seq
+union all
+select f.session_key::text,
+       f.created_at,
+       'effect'::text,
+       f.seq,
+       f.event_seq,
+       f.type::text,
+       f.status,
+       f.payload->>'requestId',
+       f.delivery,
+       f.attempts,
+       sessiond.payload_summary(f.type, f.payload),
+       f.last_error,
+       null::timestamptz,
+       f.completed_at,
+       sessiond.duration_ms(f.created_at, f.completed_at),
+       null::double precision
+  from sessiond.effects f;
+comment on view sessiond.session_timeline is
+  'Events and effects of every session, one row each (kind event|effect), to be read ORDER BY at, kind DESC, seq. at: when the event was appended or the effect enqueued. status: an event''s outcome (processed|failed|superseded), pending before it, no_outcome if processed_seq passed it without one; an effect''s status. event_seq: the event that caused an effect. finished_at: outcome time (events), completion or client ack (effects); latency_ms: at → finished_at; run_ms: run start → outcome (events).';
+
+-- ---------------------------------------------------------------------------
+-- effect_backlog
+-- ---------------------------------------------------------------------------
+
+create view sessiond.effect_backlog as
+select f.status,
+       f.type::text as type,
+       f.delivery,
+       count(*) as effects,
+       count(distinct f.session_key) as sessions,
+       min(f.created_at) as oldest_at,
+       now() - min(f.created_at) as oldest_age,
+       sessiond.duration_ms(min(f.created_at), now()) as oldest_age_ms,
+       min(f.available_at) filter (where f.status in ('pending', 'failed')) as next_due_at,
+       max(f.attempts) as max_attempts_used
+  from sessiond.effects f
+ where f.status <> 'completed'
+ group by f.status, f.type, f.delivery;
+comment on view sessiond.effect_backlog is
+  'Effects not yet completed, by status, type and delivery: how many, in how many sessions, the oldest one''s enqueue time and age, the earliest due time of those waiting (pending or failed), the most attempts any has used.';
+
+-- ---------------------------------------------------------------------------
+-- stuck_work
+-- ---------------------------------------------------------------------------
+
+create view sessiond.stuck_work as
+select 'lease_expired'::text as reason,
+       s.session_key::text as session_key,
+       'session'::text as kind,
+       null::bigint as seq,
+       null::text as type,
+       s.lease_expires_at as since,
+       sessiond.duration_ms(s.lease_expires_at, now()) as age_ms,
+       format('lease of %s (token %s) expired with %s unprocessed event(s) (processed %s of %s)',
+              s.lease_owner, s.lease_token, s.last_seq - s.processed_seq, s.processed_seq, s.last_seq) as detail
+  from sessiond.sessions s
+ where s.lease_owner is not null and s.lease_expires_at <= now() and s.processed_seq < s.last_seq
+union all
+select 'unprocessed_events', s.session_key::text, 'event', e.seq, e.type::text, e.created_at,
+       sessiond.duration_ms(e.created_at, now()),
+       format('%s event(s) wait, the oldest (seq %s) since it was appended; lease: %s',
+              s.last_seq - s.processed_seq, e.seq,
+              case when s.lease_owner is null then 'none'
+                   when s.lease_expires_at > now() then format('held by %s (token %s)', s.lease_owner, s.lease_token)
+                   else format('expired (%s, token %s)', s.lease_owner, s.lease_token) end)
+  from sessiond.sessions s
+  join sessiond.events e on e.session_key = s.session_key and e.seq = s.processed_seq + 1
+ where s.processed_seq < s.last_seq and e.created_at <= now() - sessiond.stuck_after()
+union all
+select 'claim_expired', f.session_key::text, 'effect', f.seq, f.type::text, f.claim_expires_at,
+       sessiond.duration_ms(f.claim_expires_at, now()),
+       format('executing: claim of %s (attempt %s of %s) expired', f.claimed_by, f.attempts, f.max_attempts)
+  from sessiond.effects f
+ where f.status = 'executing' and f.claim_expires_at <= now()
+union all
+select 'effect_overdue', f.session_key::text, 'effect', f.seq, f.type::text, f.available_at,
+       sessiond.duration_ms(f.available_at, now()),
+       format('pending handler effect due since %s and not claimed (is a runner for %s running?)', f.available_at, f.type)
+  from sessiond.effects f
+ where f.status = 'pending' and f.delivery = 'handler' and f.available_at <= now() - sessiond.stuck_after()
+union all
+select 'effect_failed', f.session_key::text, 'effect', f.seq, f.type::text, f.updated_at,
+       sessiond.duration_ms(f.updated_at, now()),
+       format('attempt %s of %s failed, next at %s: %s', f.attempts, f.max_attempts, f.available_at,
+              coalesce(f.last_error, '(no error recorded)'))
+  from sessiond.effects f
+ where f.status = 'failed'
+union all
+select 'effect_dead', f.session_key::text, 'effect', f.seq, f.type::text, f.updated_at,
+       sessiond.duration_ms(f.updated_at, now()),
+       format('dead after %s attempt(s): %s (retry: sessiond effects retry %s)', f.attempts,
+              coalesce(f.last_error, '(no error recorded)'), f.id)
+  from sessiond.effects f
+ where f.status = 'dead';
+comment on view sessiond.stuck_work is
+  'Work that is not moving, one row per item (reason, session, kind session|event|effect, seq, type, since, age_ms, detail): lease_expired (an expired lease on a session with unprocessed events), unprocessed_events (the oldest unprocessed event has waited longer than sessiond.stuck_after()), claim_expired (an effect executing past its claim), effect_overdue (a pending handler effect due for longer than sessiond.stuck_after()), effect_failed (waiting for a retry), effect_dead.';
+
+-- ---------------------------------------------------------------------------
+-- message_latency
+-- ---------------------------------------------------------------------------
+
+create view sessiond.message_latency as
+select e.session_key::text as session_key,
+       e.seq,
+       e.request_id::text as request_id,
+       coalesce(o.status, 'pending') as status,
+       e.created_at as appended_at,
+       o.started_at,
+       o.finished_at as processed_at,
+       r.seq as reply_seq,
+       r.type::text as reply_type,
+       coalesce(r.seq <= s.acked_seq, false) as acked,
+       r.completed_at as acked_at,
+       sessiond.duration_ms(e.created_at, o.started_at) as queue_ms,
+       sessiond.duration_ms(o.started_at, o.finished_at) as run_ms,
+       sessiond.duration_ms(e.created_at, o.finished_at) as processed_ms,
+       sessiond.duration_ms(o.finished_at, r.completed_at) as ack_ms,
+       sessiond.duration_ms(e.created_at, r.completed_at) as total_ms
+  from sessiond.events e
+  join sessiond.sessions s on s.session_key = e.session_key
+  left join sessiond.event_outcomes o on o.session_key = e.session_key and o.seq = e.seq
+  left join lateral (
+    select f.seq, f.type, f.completed_at from sessiond.effects f
+     where f.session_key = e.session_key and f.event_seq = e.seq and f.delivery = 'client'
+       and f.type in ('send_message', 'interrupt', 'error')
+     order by f.seq desc
+     limit 1) r on true
+ where e.type = 'user_message';
+comment on view sessiond.message_latency is
+  'Per user message: appended_at → started_at (run start) → processed_at (outcome committed, the reply enqueued and pushed to connected clients in the same moment) → acked_at (the client acked the final reply: send_message, interrupt or error), with queue_ms, run_ms, processed_ms (append → outcome), ack_ms (outcome → ack) and total_ms (append → ack). Delivery to a socket is not recorded on its own: the ack is the proof of delivery.';
+
+-- ---------------------------------------------------------------------------
+-- session_summary
+-- ---------------------------------------------------------------------------
+
+create view sessiond.session_summary as
+select s.session_key::text as session_key,
+       ev.events,
+       ev.user_messages,
+       oc.failed,
+       oc.superseded,
+       ef.effects,
+       ef.open_effects,
+       ef.dead_effects,
+       s.last_seq,
+       s.processed_seq,
+       s.last_seq - s.processed_seq as unprocessed,
+       s.effect_seq,
+       s.acked_seq,
+       s.effect_seq - s.acked_seq as unacked,
+       case when s.lease_owner is null then 'free'
+            when s.lease_expires_at > now() then 'held'
+            else 'expired' end as lease_state,
+       s.lease_owner,
+       s.lease_token,
+       s.lease_expires_at,
+       s.created_at,
+       greatest(s.updated_at, ev.last_event_at, oc.last_outcome_at, ef.last_effect_at) as last_activity_at
+  from sessiond.sessions s
+ cross join lateral (
+   select count(*) as events,
+          count(*) filter (where e.type = 'user_message') as user_messages,
+          max(e.created_at) as last_event_at
+     from sessiond.events e where e.session_key = s.session_key) ev
+ cross join lateral (
+   select count(*) filter (where o.status = 'failed') as failed,
+          count(*) filter (where o.status = 'superseded') as superseded,
+          max(o.finished_at) as last_outcome_at
+     from sessiond.event_outcomes o where o.session_key = s.session_key) oc
+ cross join lateral (
+   select count(*) as effects,
+          count(*) filter (where f.status in ('pending', 'executing', 'failed')) as open_effects,
+          count(*) filter (where f.status = 'dead') as dead_effects,
+          max(f.updated_at) as last_effect_at
+     from sessiond.effects f where f.session_key = s.session_key) ef;
+comment on view sessiond.session_summary is
+  'One row per session: how many events (user messages among them), failed and superseded outcomes, effects (open: pending, executing or failed; dead); its cursors and what lies between them (unprocessed, unacked); its lease (free|held|expired, owner, token, expiry); when it was created and last changed.';
+
+-- ---------------------------------------------------------------------------
+-- verify
+-- ---------------------------------------------------------------------------
+
+create function sessiond.verify(stale_after interval default interval '30 seconds')
+returns table (check_name text, session_key text, detail text)
+  language sql stable
+as $$
+  with event_stats as (
+    select e.session_key, count(*) as n, max(e.seq) as max_seq
+      from sessiond.events e group by e.session_key
+  ), effect_stats as (
+    select f.session_key, count(*) as n, max(f.seq) as max_seq
+      from sessiond.effects f group by f.session_key
+  ), replies as (
+    select f.session_key, f.event_seq,
+           count(*) filter (where f.type in ('send_message', 'interrupt')) as replies,
+           count(*) filter (where f.type = 'error') as errors
+      from sessiond.effects f where f.event_seq is not null group by f.session_key, f.event_seq
+  ), outcome_counts as (
+    select o.session_key, o.seq, count(*) as n, min(o.status) as status
+      from sessiond.event_outcomes o group by o.session_key, o.seq
+  ), violations as (
+    select 'event_seq_gap_free' as check_name, coalesce(s.session_key, st.session_key)::text as session_key,
+           case when s.session_key is null then format('%s event(s) but no sessions row', st.n)
+                else format('last_seq %s, %s event(s), highest seq %s; missing: %s', s.last_seq, coalesce(st.n, 0),
+                            coalesce(st.max_seq, 0), coalesce((
+                              select string_agg(m.g::text, ', ' order by m.g) from (
+                                select g from generate_series(1, greatest(s.last_seq, st.max_seq)) g
+                                 where not exists (select 1 from sessiond.events x
+                                                    where x.session_key = s.session_key and x.seq = g)
+                                 order by g limit 10) m), 'none')) end as detail,
+           0::bigint as seq
+      from sessiond.sessions s
+      full join event_stats st on st.session_key = s.session_key
+     where coalesce(s.last_seq, 0) <> coalesce(st.n, 0) or coalesce(s.last_seq, 0) <> coalesce(st.max_seq, 0)
+    union all
+    select 'processed_not_past_last', s.session_key,
+           format('processed_seq %s is past last_seq %s', s.processed_seq, s.last_seq), 0
+      from sessiond.sessions s
+     where s.processed_seq > s.last_seq
+    union all
+    select 'one_reply_per_user_event', e.session_key,
+           case when oc.status = 'processed'
+                then format('user event %s is processed with %s send_message/interrupt effect(s); expected exactly 1',
+                            e.seq, coalesce(r.replies, 0))
+                else format('user event %s is %s with %s error effect(s); expected exactly 1',
+                            e.seq, oc.status, coalesce(r.errors, 0)) end,
+           e.seq
+      from sessiond.events e
+      join outcome_counts oc on oc.session_key = e.session_key and oc.seq = e.seq
+      left join replies r on r.session_key = e.session_key and r.event_seq = e.seq
+     where e.type = 'user_message'
+       and case when oc.status = 'processed' then coalesce(r.replies, 0) <> 1 else coalesce(r.errors, 0) <> 1 end
+    union all
+    select 'one_outcome_per_processed_event', e.session_key,
+           format('event %s is at or below processed_seq %s but has %s outcome(s)', e.seq, s.processed_seq,
+                  coalesce(oc.n, 0)),
+           e.seq
+      from sessiond.events e
+      join sessiond.sessions s on s.session_key = e.session_key
+      left join outcome_counts oc on oc.session_key = e.session_key and oc.seq = e.seq
+     where e.seq <= s.processed_seq and coalesce(oc.n, 0) <> 1
+    union all
+    select 'one_outcome_per_processed_event', oc.session_key,
+           format('event %s has an outcome (%s) but is past processed_seq %s', oc.seq, oc.status,
+                  coalesce(s.processed_seq, 0)),
+           oc.seq
+      from outcome_counts oc
+      left join sessiond.sessions s on s.session_key = oc.session_key
+     where oc.seq > coalesce(s.processed_seq, 0)
+    union all
+    select 'unique_dedupe_key', f.session_key,
+           format('dedupe key %s is used by effects %s', f.dedupe_key, string_agg(f.seq::text, ', ' order by f.seq)),
+           min(f.seq)
+      from sessiond.effects f
+     group by f.session_key, f.dedupe_key
+    having count(*) > 1
+    union all
+    select 'effect_seq_gap_free', coalesce(s.session_key, st.session_key)::text,
+           case when s.session_key is null then format('%s effect(s) but no sessions row', st.n)
+                else format('effect_seq %s, %s effect(s), highest seq %s; missing: %s', s.effect_seq, coalesce(st.n, 0),
+                            coalesce(st.max_seq, 0), coalesce((
+                              select string_agg(m.g::text, ', ' order by m.g) from (
+                                select g from generate_series(1, greatest(s.effect_seq, st.max_seq)) g
+                                 where not exists (select 1 from sessiond.effects x
+                                                    where x.session_key = s.session_key and x.seq = g)
+                                 order by g limit 10) m), 'none')) end,
+           0
+      from sessiond.sessions s
+      full join effect_stats st on st.session_key = s.session_key
+     where coalesce(s.effect_seq, 0) <> coalesce(st.n, 0) or coalesce(s.effect_seq, 0) <> coalesce(st.max_seq, 0)
+    union all
+    select 'acked_not_past_head', s.session_key,
+           format('acked_seq %s is past effect_seq %s', s.acked_seq, s.effect_seq), 0
+      from sessiond.sessions s
+     where s.acked_seq > s.effect_seq
+    union all
+    select 'lease_not_stale', s.session_key,
+           format('lease of %s (token %s) expired at %s, %s s ago, with %s unprocessed event(s)', s.lease_owner,
+                  s.lease_token, s.lease_expires_at, round(extract(epoch from now() - s.lease_expires_at), 1),
+                  s.last_seq - s.processed_seq),
+           0
+      from sessiond.sessions s
+     where s.lease_owner is not null and s.processed_seq < s.last_seq
+       and s.lease_expires_at < now() - verify.stale_after
+    union all
+    select 'claim_not_stale', f.session_key,
+           format('effect %s (%s) executing: claim of %s expired at %s, %s s ago', f.seq, f.type, f.claimed_by,
+                  f.claim_expires_at, round(extract(epoch from now() - f.claim_expires_at), 1)),
+           f.seq
+      from sessiond.effects f
+     where f.status = 'executing' and f.claim_expires_at < now() - verify.stale_after
+  )
+  select v.check_name, v.session_key::text, v.detail
+    from violations v
+   order by v.check_name, v.session_key, v.seq
+$$;
+comment on function sessiond.verify(interval) is
+  'Checks sessiond''s invariants on the live database and returns one row per violation (check_name, session_key, detail); no rows means healthy. Checks: event_seq_gap_free (events 1..last_seq, no gaps, none beyond), processed_not_past_last, one_reply_per_user_event (a processed user_message has exactly one send_message or interrupt effect; a failed or superseded one exactly one error effect), one_outcome_per_processed_event (every event up to processed_seq has exactly one outcome, none past it), unique_dedupe_key, effect_seq_gap_free (effects 1..effect_seq), acked_not_past_head, lease_not_stale (no lease on a session with unprocessed events expired longer than stale_after ago), claim_not_stale (no executing effect whose claim expired longer than stale_after ago). Scans every table: run it on a replica or off-peak on a large database.';
