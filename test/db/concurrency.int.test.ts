@@ -8,7 +8,7 @@
  * with the next seq once the holder commits. Waiting is observed in pg_locks,
  * never inferred from time.
  */
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import type { Db, Queryable } from "../../src/db/index.js";
 import { appendEvent, readEvents } from "../../src/events/index.js";
 import { describeEachDb } from "../support/db.js";
@@ -134,9 +134,21 @@ function expectIncreasingPerConnection(results: Array<{ pid: number; seq: number
 describeEachDb(
   "concurrency",
   (t) => {
+    // Each test's extra connections are closed when it ends: the server's max_connections is shared with
+    // every other test file running at the same time.
+    const pools: Db[] = [];
+    const openPool = (options: { max: number }) => {
+      const db = t.another(options);
+      pools.push(db);
+      return db;
+    };
+    afterEach(async () => {
+      for (const db of pools.splice(0)) await db.close();
+    });
+
     describe("append_event", () => {
       it(`numbers ${N} appends from ${CONNECTIONS} connections at once 1..N with no gap and no duplicate`, async () => {
-        const pool = t.another({ max: CONNECTIONS });
+        const pool = openPool({ max: CONNECTIONS });
         await warm(pool);
         const s = key();
         const results = await Promise.all(
@@ -166,7 +178,7 @@ describeEachDb(
       });
 
       it("lets retries of one request_id race from many connections: one event, one seq for every caller", async () => {
-        const pool = t.another({ max: CONNECTIONS });
+        const pool = openPool({ max: CONNECTIONS });
         await warm(pool);
         const s = key();
         const requests = range(8).map((i) => `retry-${i}`);
@@ -209,7 +221,7 @@ describeEachDb(
       });
 
       it("answers retries blocked behind an uncommitted append of their request_id with that event once it commits", async () => {
-        const pool = t.another({ max: CONNECTIONS });
+        const pool = openPool({ max: CONNECTIONS });
         const pids = await warm(pool);
         const s = key();
         const holder = await holdOpen(t.db, (tx) =>
@@ -232,8 +244,8 @@ describeEachDb(
       });
 
       it("serialises writers of one session only: another session's append does not wait, the same session's does", async () => {
-        const waiterDb = t.another({ max: 1 });
-        const otherDb = t.another({ max: 1 });
+        const waiterDb = openPool({ max: 1 });
+        const otherDb = openPool({ max: 1 });
         const busy = key("busy");
         let free = key("free");
         // Different sessions must map to different locks (a 32-bit hash collision would be a false alarm).
@@ -294,7 +306,7 @@ describeEachDb(
         );
 
       it(`numbers effects enqueued from ${CONNECTIONS} connections at once 1..N, each call's effects consecutive`, async () => {
-        const pool = t.another({ max: CONNECTIONS });
+        const pool = openPool({ max: CONNECTIONS });
         await warm(pool);
         const s = key();
         const calls = N / 2;
@@ -324,7 +336,7 @@ describeEachDb(
       });
 
       it("answers enqueues blocked behind an uncommitted enqueue of their dedupe key with that row once it commits", async () => {
-        const pool = t.another({ max: CONNECTIONS });
+        const pool = openPool({ max: CONNECTIONS });
         const pids = await warm(pool);
         const s = key();
         await appendEvent(t.db, { sessionKey: s, type: "user_message", payload: {}, requestId: "r" });
@@ -354,7 +366,7 @@ describeEachDb(
       });
 
       it("lets the same dedupe key race from many connections: one row, one seq for every caller", async () => {
-        const pool = t.another({ max: CONNECTIONS });
+        const pool = openPool({ max: CONNECTIONS });
         await warm(pool);
         const s = key();
         // The session exists (an event came first, as in real runs), so the racers meet on the lock, not on
