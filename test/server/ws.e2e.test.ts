@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { createApprovalGraph } from "../../src/agent/approval-graph.js";
 import { LocalChatModel, splitTokens } from "../../src/agent/local-model.js";
 import type { Queryable } from "../../src/db/index.js";
@@ -259,33 +259,5 @@ describeEachDb("delivery seam", (t) => {
     for (let n = 1; n <= 30; n++) await enqueue(t.db, key, [`new-${n}`]);
     await client.waitFor((f) => f.seq === 90, { what: "seq 90" });
     expect(seqs(client.frames)).toEqual(range(1, 90));
-  });
-});
-
-describe("protocol unit: effect frames", () => {
-  it("maps each client effect type to its frame", async () => {
-    const { effectFrame } = await import("../../src/server/delivery.js");
-    const at = new Date();
-    expect(
-      effectFrame({ seq: 3, event_seq: 2, type: "error", payload: { code: "x", message: "m" }, created_at: at }),
-    ).toEqual({
-      type: "failure",
-      seq: 3,
-      eventSeq: 2,
-      requestId: null,
-      code: "x",
-      message: "m",
-    });
-    expect(effectFrame({ seq: 4, event_seq: null, type: "card", payload: { a: 1 }, created_at: at })).toEqual({
-      type: "effect",
-      seq: 4,
-      eventSeq: null,
-      effectType: "card",
-      payload: { a: 1 },
-    });
-    // A send_message payload that does not match its schema is passed on generically, not dropped.
-    expect(
-      effectFrame({ seq: 5, event_seq: 1, type: "send_message", payload: { odd: true }, created_at: at }).type,
-    ).toBe("effect");
   });
 });
