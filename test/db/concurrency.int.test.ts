@@ -1,12 +1,17 @@
 /**
  * Concurrency on real Postgres (PGlite is one session, so it cannot race).
  *
- * What these cases pin down: the per-session advisory lock in
- * sessiond.session_lock makes append_event and enqueue_effects gap-free and
- * idempotent under many connections at once, serialises writers of one session
- * only (another session's append never waits), and a blocked writer resumes
- * with the next seq once the holder commits. Waiting is observed in pg_locks,
- * never inferred from time.
+ * What these cases pin down: append_event and enqueue_effects stay gap-free
+ * and idempotent under many connections at once; the per-session advisory lock
+ * (sessiond.session_lock) serialises writers of one session only (another
+ * session's append never waits), and a writer blocked on it resumes with the
+ * next seq, or the existing row, once the holder commits. Waiting is observed
+ * in pg_locks and pg_stat_activity, never inferred from time.
+ *
+ * Seqs would stay gap-free even without the advisory lock (the counter is
+ * raised under the sessions row lock); what needs the lock is idempotency, so
+ * the retry and dedupe races are the cases that fail without it: the free-for-all
+ * races usually, the ones parked behind an open transaction always.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { Db, Queryable } from "../../src/db/index.js";
