@@ -1081,7 +1081,7 @@ CREATE VIEW sessiond.effect_backlog AS
     min(f.created_at) AS oldest_at,
     (now() - min(f.created_at)) AS oldest_age,
     sessiond.duration_ms(min(f.created_at), now()) AS oldest_age_ms,
-    min(f.available_at) FILTER (WHERE (f.status = ANY (ARRAY['pending'::text, 'failed'::text]))) AS next_due_at,
+    min(f.available_at) FILTER (WHERE ((f.status = ANY (ARRAY['pending'::text, 'failed'::text])) AND (f.delivery = 'handler'::text))) AS next_due_at,
     max(f.attempts) AS max_attempts_used
    FROM sessiond.effects f
   WHERE (f.status <> 'completed'::text)
@@ -1091,7 +1091,7 @@ CREATE VIEW sessiond.effect_backlog AS
 -- Name: VIEW effect_backlog; Type: COMMENT; Schema: sessiond; Owner: -
 --
 
-COMMENT ON VIEW sessiond.effect_backlog IS 'Effects not yet completed, by status, type and delivery: how many, in how many sessions, the oldest one''s enqueue time and age, the earliest due time of those waiting (pending or failed), the most attempts any has used.';
+COMMENT ON VIEW sessiond.effect_backlog IS 'Effects not yet completed, by status, type and delivery: how many, in how many sessions, the oldest one''s enqueue time and age, the earliest due time of the handler effects waiting (pending or failed; client effects are due at once), the most attempts any has used.';
 
 --
 -- Name: event_outcomes; Type: TABLE; Schema: sessiond; Owner: -
@@ -1341,7 +1341,7 @@ UNION ALL
     (e.type)::text AS type,
     e.created_at AS since,
     sessiond.duration_ms(e.created_at, now()) AS age_ms,
-    format('%s event(s) wait, the oldest (seq %s) since it was appended; lease: %s'::text, (s.last_seq - s.processed_seq), e.seq,
+    format('seq %s is the oldest of %s unprocessed event(s); lease: %s'::text, e.seq, (s.last_seq - s.processed_seq),
         CASE
             WHEN (s.lease_owner IS NULL) THEN 'none'::text
             WHEN (s.lease_expires_at > now()) THEN format('held by %s (token %s)'::text, s.lease_owner, s.lease_token)

@@ -1,5 +1,5 @@
 --! Previous: sha1:2e29663d95506b3500be88b83a8727712c01d74a
---! Hash: sha1:72903c3c05c28915d69ccf8d3ebd0a17d98221da
+--! Hash: sha1:a128a22c4186cef77e95fccd4b423f5c8edf8d32
 --! Message: processing leases, checkpoints, effect handlers
 
 -- ============================================================================
@@ -398,13 +398,13 @@ select f.status,
        min(f.created_at) as oldest_at,
        now() - min(f.created_at) as oldest_age,
        sessiond.duration_ms(min(f.created_at), now()) as oldest_age_ms,
-       min(f.available_at) filter (where f.status in ('pending', 'failed')) as next_due_at,
+       min(f.available_at) filter (where f.status in ('pending', 'failed') and f.delivery = 'handler') as next_due_at,
        max(f.attempts) as max_attempts_used
   from sessiond.effects f
  where f.status <> 'completed'
  group by f.status, f.type, f.delivery;
 comment on view sessiond.effect_backlog is
-  'Effects not yet completed, by status, type and delivery: how many, in how many sessions, the oldest one''s enqueue time and age, the earliest due time of those waiting (pending or failed), the most attempts any has used.';
+  'Effects not yet completed, by status, type and delivery: how many, in how many sessions, the oldest one''s enqueue time and age, the earliest due time of the handler effects waiting (pending or failed; client effects are due at once), the most attempts any has used.';
 
 -- ---------------------------------------------------------------------------
 -- stuck_work
@@ -425,8 +425,8 @@ select 'lease_expired'::text as reason,
 union all
 select 'unprocessed_events', s.session_key::text, 'event', e.seq, e.type::text, e.created_at,
        sessiond.duration_ms(e.created_at, now()),
-       format('%s event(s) wait, the oldest (seq %s) since it was appended; lease: %s',
-              s.last_seq - s.processed_seq, e.seq,
+       format('seq %s is the oldest of %s unprocessed event(s); lease: %s',
+              e.seq, s.last_seq - s.processed_seq,
               case when s.lease_owner is null then 'none'
                    when s.lease_expires_at > now() then format('held by %s (token %s)', s.lease_owner, s.lease_token)
                    else format('expired (%s, token %s)', s.lease_owner, s.lease_token) end)
