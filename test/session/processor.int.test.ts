@@ -321,10 +321,11 @@ describeEachDb(
           },
         }),
       });
-      const b = await runtime(t.another({ max: 2 }), { leaseMs: 600, sweepMs: 100 });
       const s = uniqueKey();
       await a.sendMessage({ sessionKey: s, requestId: "r1", text: "who answers?" });
       await started.promise;
+      // B starts only now, so that A is the one that took the session.
+      const b = await runtime(t.another({ max: 2 }), { leaseMs: 600, sweepMs: 100 });
       // A dies: its connections go away mid-run (no release, no commit).
       await dyingDb.close();
       await eventually(() => isCaughtUp(t.db, s, 1), { ms: 20_000 });
