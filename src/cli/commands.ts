@@ -24,6 +24,10 @@ export const commands: Record<string, CommandSpec> = {
     "list effects by status, retry a dead one: effects list|retry …",
     async () => (await import("./effects-command.js")).runEffectsCommand,
   ),
+  bench: standaloneCommand(
+    "measure latency, throughput and scale: bench [--quick] [--scenario N] [--runs N]",
+    async () => (await import("./bench-command.js")).runBenchCli,
+  ),
   // audit, verify and bench: one line each, e.g.
   //   audit: dbCommand("…", async () => (await import("./audit-command.js")).runAuditCommand),
 };

@@ -1,0 +1,256 @@
+/**
+ * Scenario 3 (and the throughput half of 7): messages per second end to end.
+ * Each of S sessions has one socket that keeps `w` messages in flight
+ * (closed loop: every durable reply is acked and answered with the next
+ * message). For each session count the in-flight window grows until the
+ * throughput stops rising by 10 % (saturation). Steps alternate between the
+ * servers compared. A message counts when its durable `message` frame
+ * arrives inside the measurement window (after a warm-up). Next to it: the
+ * single-row insert commit rate of the same database, measured before and
+ * after the steps with as many connections as the plan says and with one.
+ */
+import { type BenchContext, ms, type ServerSpec, withServers } from "./context.js";
+import { summarize } from "./stats.js";
+import { type BenchSocket, closeAll, openMany, type Target } from "./ws-client.js";
+
+export interface StepResult {
+  throughput: number;
+  latencies: number[];
+  perBucket: number[];
+  errors: number;
+  leftInFlight: number;
+}
+
+interface MeasureOptions {
+  warmupMs: number;
+  measureMs: number;
+  bucketMs: number;
+  window: number;
+  /** Bound on waiting for the last replies after the window closed. */
+  drainMs?: number;
+}
+
+/** Request ids stay unique across calls: sessiond would answer a repeated one as a duplicate, with no reply. */
+let requestCounter = 0;
+
+/** Drives `sockets` in a closed loop with `window` messages in flight each. */
+export function driveClosedLoop(sockets: readonly BenchSocket[], options: MeasureOptions): Promise<StepResult> {
+  const start = performance.now();
+  const measureFrom = start + options.warmupMs;
+  const stopAt = measureFrom + options.measureMs;
+  const sentAt = new Map<string, number>();
+  const perBucket: number[] = [];
+  const latencies: number[] = [];
+  let completed = 0;
+  let errors = 0;
+  return new Promise((resolve) => {
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(drainTimer);
+      clearTimeout(stopTimer);
+      for (const socket of sockets) socket.onFrame = undefined;
+      resolve({
+        throughput: completed / (options.measureMs / 1000),
+        latencies,
+        perBucket: Array.from(perBucket, (v) => v ?? 0),
+        errors,
+        leftInFlight: sentAt.size,
+      });
+    };
+    const sendOne = (socket: BenchSocket) => {
+      const requestId = `${socket.sessionKey}-m${requestCounter++}`;
+      sentAt.set(requestId, performance.now());
+      socket.send({ type: "message", requestId, text: "hi" });
+    };
+    const settleOne = (socket: BenchSocket, requestId: string) => {
+      sentAt.delete(requestId);
+      if (performance.now() < stopAt && socket.isOpen) sendOne(socket);
+      else if (performance.now() >= stopAt && sentAt.size === 0) finish();
+    };
+    for (const socket of sockets) {
+      socket.onFrame = (frame, at) => {
+        if (frame.type === "message") {
+          const sent = sentAt.get(frame.requestId);
+          socket.send({ type: "ack", seq: frame.seq });
+          if (sent === undefined) return;
+          const bucket = Math.floor((at - start) / options.bucketMs);
+          perBucket[bucket] = (perBucket[bucket] ?? 0) + 1;
+          if (at >= measureFrom && at < stopAt) {
+            completed += 1;
+            latencies.push(at - sent);
+          }
+          settleOne(socket, frame.requestId);
+        } else if (
+          (frame.type === "failure" || frame.type === "error") &&
+          frame.requestId &&
+          sentAt.has(frame.requestId)
+        ) {
+          errors += 1;
+          settleOne(socket, frame.requestId);
+        } else if (frame.type === "error") {
+          errors += 1;
+        }
+      };
+    }
+    for (let i = 0; i < options.window; i++) for (const socket of sockets) sendOne(socket);
+    let drainTimer: NodeJS.Timeout | undefined;
+    const stopTimer = setTimeout(() => {
+      if (sentAt.size === 0) finish();
+      else drainTimer = setTimeout(finish, options.drainMs ?? 30_000);
+    }, stopAt - performance.now());
+  });
+}
+
+export interface ThroughputOptions {
+  scenario: number;
+  specs: ServerSpec[];
+  steps: Array<{ sessions: number; windows: number[] }>;
+  warmupMs: number;
+  measureMs: number;
+  bucketMs: number;
+}
+
+/** Best throughput per mode and session count. */
+export async function measureThroughput(
+  ctx: BenchContext,
+  options: ThroughputOptions,
+): Promise<Map<string, Map<number, number>>> {
+  const best = new Map<string, Map<number, number>>();
+  await withServers(ctx, options.specs, async (targets) => {
+    for (const step of options.steps) {
+      const sockets = new Map<Target, BenchSocket[]>();
+      try {
+        for (const target of targets) {
+          const keys = Array.from(
+            { length: step.sessions },
+            (_, i) => `${ctx.prefix}-s${options.scenario}-${target.mode}-${step.sessions}-${i}`,
+          );
+          sockets.set(target, await openMany(target, keys, { parallel: 50 }));
+        }
+        const saturated = new Set<Target>();
+        const stepBest = new Map<Target, { throughput: number; window: number; latencies: number[] }>();
+        for (const window of step.windows) {
+          for (const target of targets) {
+            if (saturated.has(target)) continue;
+            const result = await driveClosedLoop(sockets.get(target) ?? [], { ...options, window });
+            const previous = stepBest.get(target);
+            ctx.rec.addTimeSeries(
+              options.scenario,
+              `delivered messages/s, ${step.sessions} sessions × ${window} in flight`,
+              target.mode,
+              "msg/s",
+              options.bucketMs,
+              result.perBucket.map((v) => v * (1000 / options.bucketMs)),
+            );
+            const p50 = summarize(result.latencies).p50;
+            ctx.progress(
+              `  s${options.scenario} ${target.mode} ${step.sessions} sessions × ${window}: ${result.throughput.toFixed(0)} msg/s, p50 ${ms(p50)}${result.errors ? `, ${result.errors} errors` : ""}`,
+            );
+            if (result.errors > 0)
+              ctx.rec.note(
+                `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.errors} error frames`,
+              );
+            if (result.leftInFlight > 0) {
+              ctx.rec.note(
+                `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.leftInFlight} messages unanswered after the drain deadline`,
+              );
+            }
+            if (!previous || result.throughput > previous.throughput) {
+              stepBest.set(target, { throughput: result.throughput, window, latencies: result.latencies });
+            }
+            if (previous && result.throughput < previous.throughput * 1.1) saturated.add(target);
+          }
+        }
+        for (const [target, b] of stepBest) {
+          ctx.rec.addScalar(
+            options.scenario,
+            `throughput, ${step.sessions} sessions (best window ${b.window})`,
+            target.mode,
+            "msg/s",
+            b.throughput,
+          );
+          ctx.rec.addSeries(
+            options.scenario,
+            `e2e latency under load, ${step.sessions} sessions × ${b.window}`,
+            target.mode,
+            "ms",
+            b.latencies,
+          );
+          let perMode = best.get(target.mode);
+          if (!perMode) {
+            perMode = new Map();
+            best.set(target.mode, perMode);
+          }
+          perMode.set(step.sessions, b.throughput);
+        }
+      } finally {
+        await closeAll([...sockets.values()].flat());
+      }
+    }
+  });
+  return best;
+}
+
+/** Single-row insert commits per second on database `dbId` (the reference for a message's commits). */
+export async function measureInsertRate(
+  ctx: BenchContext,
+  scenario: number,
+  dbId: string,
+  mode: string,
+  connections: number,
+  durationMs: number,
+): Promise<number> {
+  const result = await ctx.host.request("insertRate", { dbId, connections, durationMs, bucketMs: 250 });
+  const rate = result.commits / (result.elapsedMs / 1000);
+  ctx.progress(
+    `  s${scenario} ${mode} single-row inserts, ${connections} connection${connections === 1 ? "" : "s"}: ${rate.toFixed(0)} commits/s`,
+  );
+  return rate;
+}
+
+export async function runThroughputScenario(ctx: BenchContext): Promise<void> {
+  const plan = ctx.plan.s3;
+  const inserts: number[] = [];
+  const single: number[] = [];
+  inserts.push(await measureInsertRate(ctx, 3, ctx.pgDb, "postgres", plan.insertConnections, plan.insertMs));
+  single.push(await measureInsertRate(ctx, 3, ctx.pgDb, "postgres", 1, plan.insertMs));
+  const best = await measureThroughput(ctx, {
+    scenario: 3,
+    specs: [
+      { kind: "sessiond", mode: "sessiond", dbId: ctx.pgDb, tokenDelayMs: 0, concurrency: plan.concurrency },
+      { kind: "direct", mode: "direct", tokenDelayMs: 0 },
+    ],
+    steps: plan.steps,
+    warmupMs: plan.warmupMs,
+    measureMs: plan.measureMs,
+    bucketMs: plan.bucketMs,
+  });
+  inserts.push(await measureInsertRate(ctx, 3, ctx.pgDb, "postgres", plan.insertConnections, plan.insertMs));
+  single.push(await measureInsertRate(ctx, 3, ctx.pgDb, "postgres", 1, plan.insertMs));
+  const insertRate = Math.max(...inserts);
+  ctx.rec.addScalar(
+    3,
+    `single-row insert commits/s, ${plan.insertConnections} connections (best of before/after)`,
+    "postgres",
+    "commits/s",
+    insertRate,
+  );
+  ctx.rec.addScalar(
+    3,
+    "single-row insert commits/s, 1 connection (best of before/after)",
+    "postgres",
+    "commits/s",
+    Math.max(...single),
+  );
+  const sessiondBest = Math.max(0, ...(best.get("sessiond")?.values() ?? []));
+  ctx.rec.addScalar(
+    3,
+    "sessiond best throughput as a share of the insert commit rate",
+    "sessiond",
+    "%",
+    (sessiondBest / insertRate) * 100,
+  );
+  ctx.rec.addGoal(3, "throughput with real Postgres (best over session counts)", ">=", 3_000, "msg/s", sessiondBest);
+}
