@@ -216,6 +216,12 @@ export class EffectRunner {
       this.#state = "stopped";
       throw error;
     }
+    if (this.#state !== "running") {
+      // stop() was called while LISTEN was being set up.
+      await this.#listener.close();
+      this.#listener = undefined;
+      return;
+    }
     this.#sweepTimer = setInterval(() => this.#poke(), this.#sweepMs);
     this.#poke();
     await this.#claiming;
@@ -320,11 +326,13 @@ export class EffectRunner {
       Math.max(0, claimDeadline - margin - performance.now()),
     );
     const running: Running = { controller, done: Promise.resolve() };
-    running.done = this.#execute(effect, row.claimed_by, controller.signal).finally(() => {
-      clearTimeout(expiry);
-      this.#running.delete(running);
-      this.#poke();
-    });
+    running.done = this.#execute(effect, row.claimed_by, controller.signal)
+      .catch((error: unknown) => console.error("sessiond effects: the effect logger threw", error))
+      .finally(() => {
+        clearTimeout(expiry);
+        this.#running.delete(running);
+        this.#poke();
+      });
     this.#running.add(running);
   }
 

@@ -9,7 +9,7 @@ import {
   PermanentEffectError,
   retryEffect,
 } from "../../src/effects/index.js";
-import { describeEachDb } from "../support/db.js";
+import { describeEachDb, nextValue } from "../support/db.js";
 import { counter, effectState, enqueue, eventually, gate, outcomeRecorder, sessionKey } from "./helpers.js";
 
 /** Tiny backoff so retries come due at once; the runner's retry timer wakes it. */
@@ -171,6 +171,39 @@ describeEachDb("effect runner", (t) => {
     expect(starts.get(b)).toEqual([1, 2, 3]);
   });
 
+  it("stop() lets running handlers finish within the grace period, then aborts the rest", async () => {
+    const rec = outcomeRecorder();
+    const started = counter();
+    const release = gate();
+    const registry = registryWith("test.stopping", async (effect, { signal }) => {
+      started.bump();
+      if (effect.payload && (effect.payload as { polite?: boolean }).polite) {
+        await release.promise;
+        return;
+      }
+      // Runs until aborted.
+      await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+    });
+    const [polite, stubborn] = await enqueue(t.db, sessionKey(), [
+      { type: "test.stopping", payload: { polite: true } },
+      { type: "test.stopping", payload: { polite: false } },
+    ]);
+    // abortWaitMs covers the aborted handler's fail_effect round trip.
+    const runner = await startRunner(t.db, registry, { onOutcome: rec.onOutcome, abortWaitMs: 10_000 });
+    await started.reach(2, "both handlers running");
+    const stopped = runner.stop({ graceMs: 200 });
+    release.open();
+    await stopped;
+    expect(runner.running).toBe(0);
+    expect(await effectState(t.db, polite!.id)).toMatchObject({ status: "completed" });
+    expect(await effectState(t.db, stubborn!.id)).toMatchObject({
+      status: "failed",
+      attempts: 1,
+      last_error: "the effect runner is stopping",
+    });
+    expect(rec.outcomes.map((o) => o.status).sort()).toEqual(["completed", "failed"]);
+  });
+
   it("is woken by NOTIFY, without waiting for a sweep", async () => {
     const rec = outcomeRecorder();
     const registry = registryWith("test.notified", async () => {});
@@ -199,7 +232,14 @@ describeEachDb("effect runner", (t) => {
     // The same runner reclaims the expired claim: only the claim token tells the two attempts apart.
     await startRunner(t.db, registry, { onOutcome: rec.onOutcome, claimMs: 300, sweepMs: 25 });
     await secondStarted.promise;
-    expect(firstSignal[0]?.aborted, "the first attempt's signal fires before its claim expires").toBe(true);
+    // The first attempt was told to stop (around its claim's expiry; best effort, so no "before").
+    const signal = firstSignal[0]!;
+    await nextValue<void>(
+      (resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve())),
+      5000,
+      "the first attempt's abort",
+    );
+    expect(String(signal.reason)).toMatch(/claim of effect .* is about to expire/);
     releaseFirst.open();
     const first = await rec.waitFor((o) => o.effect.attempts === 1, "the first attempt's outcome");
     expect(first.status).toBe("lost");
@@ -275,7 +315,8 @@ describeEachDb(
       };
       const [survivor, lastTry] = await enqueue(t.db, sessionKey("orphan"), [{ type }, { type, max_attempts: 1 }]);
       const dbA = t.another({ max: 2 });
-      const runnerA = await startRunner(dbA, registryWith(type, handlerA), { claimMs: 400, sweepMs: 50 });
+      // No sweep to speak of: A must not reclaim its own expired claims before it is "killed".
+      const runnerA = await startRunner(dbA, registryWith(type, handlerA), { claimMs: 400, sweepMs: 3_600_000 });
       await started.reach(2, "runner A's handlers starting");
       expect(await effectState(t.db, survivor!.id)).toMatchObject({ status: "executing", attempts: 1 });
       // "Kill" A: it stops claiming and gives up on its handler; then its connections go.

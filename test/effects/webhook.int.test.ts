@@ -138,10 +138,12 @@ describeEachDb("webhook effect", (t) => {
     const { rec, emit } = await setup(t.db, { timeoutMs: 200 });
     const fx = await emit({ url: hook.url, body: { n: 1 } });
     await rec.waitFor((o) => o.status === "completed", "completed");
-    expect(hook.received).toHaveLength(2);
-    expect(hook.received[0]?.key).toBe(hook.received[1]?.key);
+    // Later attempts are answered at once (a loaded machine may still time one out: no exact count).
+    expect(hook.received[0]?.status).toBe(0);
+    expect(hook.received.at(-1)?.status).toBe(200);
+    expect(new Set(hook.received.map((r) => r.key))).toEqual(new Set([fx.dedupe_key]));
     expect(errorText(rec.outcomes[0])).toMatch(/no response within 200 ms/);
-    expect(await effectState(t.db, fx.id)).toMatchObject({ status: "completed", attempts: 2 });
+    expect(await effectState(t.db, fx.id)).toMatchObject({ status: "completed", attempts: hook.received.length });
   });
 
   it("retries a refused connection", async () => {
