@@ -69,7 +69,7 @@ it("sessiond serve: starts on a fresh data directory, chats, and exits cleanly o
     loadDataDir: new Blob([await readFile(inject("pgliteDump"))]),
   });
   await seeded.close();
-  const env = { ...process.env, PORT: "0", SESSIOND_DATA_DIR: dir, SESSIOND_LOG_LEVEL: "warn" };
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: "0", SESSIOND_DATA_DIR: dir, SESSIOND_LOG_LEVEL: "warn" };
   delete env.DATABASE_URL;
   delete env.SESSIOND_SECRET;
   const child = spawn(process.execPath, ["src/cli/bin.mjs", "serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
