@@ -39,6 +39,8 @@ export interface AppDeps {
   logger: Logger & { child?(bindings: object): Logger };
   /** Open WebSocket connections (the server closes them on shutdown). */
   connections: Set<ClientConnection>;
+  /** Closers of open SSE streams (the server ends them on shutdown). */
+  streams: Set<() => void>;
   draining(): boolean;
   /** Readiness checks by name. */
   readiness(): Promise<Record<string, boolean>>;
@@ -256,6 +258,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
         metrics,
         outboundBufferBytes: config.outboundBufferBytes,
         signal: c.req.raw.signal,
+        open: deps.streams,
       });
       return new Response(body, {
         status: 200,

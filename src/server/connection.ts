@@ -32,6 +32,8 @@ import { TokenBucket } from "./rate-limit.js";
 const MAX_QUEUED_FRAMES = 64;
 /** setTimeout's ceiling. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A socket that does not answer a ping within this interval is dropped (dead peers hold no feed). */
+export const PING_INTERVAL_MS = 30_000;
 
 export interface ConnectionDeps {
   runtime: Runtime;
@@ -71,6 +73,8 @@ export class ClientConnection implements DeliveryTarget {
   #feed: Feed | undefined;
   readonly #unsubscribeTokens: () => void;
   #expiry: NodeJS.Timeout | undefined;
+  #ping: NodeJS.Timeout | undefined;
+  #alive = true;
   #queue: Promise<void> = Promise.resolve();
   #queued = 0;
   #closed = false;
@@ -100,6 +104,20 @@ export class ClientConnection implements DeliveryTarget {
     });
     if (after !== null) this.#feed = deps.hub.attach(this, after);
     this.#armExpiry(expiresAt);
+    ws.on("pong", () => {
+      this.#alive = true;
+    });
+    this.#ping = setInterval(() => {
+      if (!this.#alive) {
+        this.#log.info({}, "no pong; dropping the socket");
+        this.#ws.terminate();
+        this.#cleanup();
+        return;
+      }
+      this.#alive = false;
+      if (this.#ws.readyState === WebSocket.OPEN) this.#ws.ping();
+    }, PING_INTERVAL_MS);
+    this.#ping.unref();
     this.#log.debug({ seq: after }, "socket open");
   }
 
@@ -284,6 +302,7 @@ export class ClientConnection implements DeliveryTarget {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#expiry);
+    clearInterval(this.#ping);
     this.#unsubscribeTokens();
     if (this.#feed) this.#deps.hub.detach(this.#feed);
     this.#deps.metrics.openSockets -= 1;

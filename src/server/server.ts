@@ -144,6 +144,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
     cleanups.unshift(() => relay.stop());
 
     const connections = new Set<ClientConnection>();
+    const streams = new Set<() => void>();
     let draining = false;
     const wss = new WebSocketServer({
       noServer: true,
@@ -159,6 +160,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
       secret,
       logger,
       connections,
+      streams,
       draining: () => draining,
       async readiness() {
         let database = false;
@@ -207,6 +209,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
       await hub.idle(2_000);
       for (const connection of connections) connection.close(CloseCode.serviceRestart, "server shutting down");
       connections.clear();
+      for (const closeStream of [...streams]) closeStream();
       wss.close();
       if ("closeAllConnections" in server) server.closeAllConnections();
       await stopped;

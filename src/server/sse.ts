@@ -25,6 +25,8 @@ export interface SseOptions {
   outboundBufferBytes: number;
   /** Aborted when the HTTP request goes away. */
   signal: AbortSignal;
+  /** Open streams: the stream adds its closer while open (the server ends them on shutdown). */
+  open: Set<() => void>;
 }
 
 /** Formats one SSE event. */
@@ -99,7 +101,9 @@ export function sessionEventStream(options: SseOptions): ReadableStream<Uint8Arr
   let unsubscribe: (() => void) | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let expiry: NodeJS.Timeout | undefined;
+  const closer = () => target.close();
   const target = new SseTarget(options.sessionKey, options.outboundBufferBytes, () => {
+    options.open.delete(closer);
     clearInterval(heartbeat);
     clearTimeout(expiry);
     unsubscribe?.();
@@ -111,6 +115,7 @@ export function sessionEventStream(options: SseOptions): ReadableStream<Uint8Arr
       start(controller) {
         target.controller = controller;
         options.metrics.openStreams += 1;
+        options.open.add(closer);
         controller.enqueue(
           encoder.encode(`retry: 2000\n: sessiond stream of ${options.sessionKey} after ${options.after}\n\n`),
         );
@@ -147,5 +152,3 @@ export function sessionEventStream(options: SseOptions): ReadableStream<Uint8Arr
     { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength },
   );
 }
-
-export { HEARTBEAT_MS };

@@ -7,7 +7,7 @@ import { expect, it } from "vitest";
 import { LocalChatModel, splitTokens } from "../../src/agent/local-model.js";
 import { describeEachDb } from "../support/db.js";
 import { clientEffects, uniqueKey } from "../support/sessions.js";
-import { gate } from "../support/wait.js";
+import { eventually, gate } from "../support/wait.js";
 import { reply, useServers } from "./fixture.js";
 
 describeEachDb("shutdown and restart", (t) => {
@@ -76,6 +76,33 @@ describeEachDb("shutdown and restart", (t) => {
   });
 });
 
+describeEachDb("modes and streams across a shutdown", (t) => {
+  const s = useServers(t);
+
+  it("poll-only mode (no LISTEN) still chats and delivers", async () => {
+    const server = await s.start({ mode: "poll-only", pollMs: 20, sweepMs: 20 });
+    const key = uniqueKey("poll");
+    const client = await s.connect(server, key);
+    client.send({ type: "message", requestId: "p1", text: "polling" });
+    expect((await client.waitForType("message", "p1")).content).toBe(reply("polling"));
+    expect(await t.db.query("select 1 from pg_catalog.pg_listening_channels()")).toEqual([]);
+  });
+
+  it("open SSE streams end on shutdown", async () => {
+    const server = await s.start();
+    const key = uniqueKey("ssestop");
+    const response = await fetch(`${server.url}/v1/sessions/${key}/messages`, {
+      headers: { authorization: `Bearer ${server.mintToken(key)}`, accept: "text/event-stream" },
+    });
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    expect(server.metrics.openStreams).toBe(1);
+    await server.close({ graceMs: 0 });
+    expect(server.metrics.openStreams).toBe(0);
+    for (;;) if ((await reader.read().catch(() => ({ done: true }))).done) break;
+  });
+});
+
 describeEachDb(
   "two servers on one Postgres",
   (t) => {
@@ -114,6 +141,33 @@ describeEachDb(
           .join(""),
       ).toBe(reply("local now", 2));
       expect(b.metrics.relayNotifiesSent).toBe(sent);
+    });
+
+    it("after the LISTEN connection is killed, delivery resumes and what committed in the gap arrives", async () => {
+      const db = t.another();
+      const server = await s.start({ db });
+      const key = uniqueKey("relisten");
+      const client = await s.connect(server, key);
+      client.send({ type: "message", requestId: "l1", text: "before" });
+      await client.waitForType("message", "l1");
+      await t.db.query(
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and query ilike 'listen%'",
+      );
+      // Committed while the listener may be down: no NOTIFY reaches this server for it.
+      await t.db.query("select * from sessiond.enqueue_effects($1, $2)", [
+        key,
+        [
+          {
+            type: "send_message",
+            delivery: "client",
+            payload: { requestId: "gap", role: "assistant", content: "in the gap" },
+          },
+        ],
+      ]);
+      expect((await client.waitForType("message", "gap", 20_000)).content).toBe("in the gap");
+      await eventually(() => server.metrics.listenerReconnects > 0, { what: "a reconnect", ms: 20_000 });
+      client.send({ type: "message", requestId: "l2", text: "after" });
+      expect((await client.waitForType("message", "l2", 20_000)).content).toBe(reply("after", 2));
     });
 
     it("an HTTP message sent to one server is answered to a socket on the other", async () => {
