@@ -1,6 +1,7 @@
 /** Leases and the run commit: thin calls of the SQL functions in migrations/committed/000002. */
 import type { Queryable } from "../db/index.js";
 import type { PendingEffect } from "../effects/emit.js";
+import type { SessionEvent } from "../events/index.js";
 
 /** SQLSTATE raised by sessiond.commit_run when the caller's fencing token is stale. */
 export const LEASE_LOST = "SDL01";
@@ -87,6 +88,56 @@ export async function commitRun(
       ...(e.availableAt ? { available_at: e.availableAt.toISOString() } : {}),
     })),
   ]);
+}
+
+export interface PendingWork {
+  /** The session's current fencing token. */
+  leaseToken: number;
+  /** The next unprocessed events, in seq order (empty when caught up). */
+  events: SessionEvent[];
+}
+
+/** The session's token and its next unprocessed events, in one round trip. */
+export async function readPendingWork(
+  db: Queryable,
+  sessionKey: string,
+  limit: number,
+): Promise<PendingWork | undefined> {
+  const rows = await db.query<{
+    lease_token: number;
+    id: string | null;
+    seq: number | null;
+    type: string;
+    payload: Record<string, unknown>;
+    request_id: string;
+    created_at: Date;
+  }>(
+    `select s.lease_token, e.id, e.seq, e.type, e.payload, e.request_id, e.created_at
+       from sessiond.sessions s
+       left join lateral (
+         select * from sessiond.events e
+          where e.session_key = s.session_key and e.seq > s.processed_seq
+          order by e.seq limit $2) e on true
+      where s.session_key = $1
+      order by e.seq`,
+    [sessionKey, limit],
+  );
+  const first = rows[0];
+  if (!first) return undefined;
+  const events: SessionEvent[] = [];
+  for (const row of rows) {
+    if (row.id === null || row.seq === null) continue;
+    events.push({
+      id: row.id,
+      sessionKey,
+      seq: row.seq,
+      type: row.type,
+      payload: row.payload,
+      requestId: row.request_id,
+      createdAt: row.created_at,
+    });
+  }
+  return { leaseToken: first.lease_token, events };
 }
 
 export interface SessionCursor {

@@ -26,7 +26,7 @@ import { randomUUID } from "node:crypto";
 import { Channels, type Db, DbError, type Listener, parseSeqPairs } from "../db/index.js";
 import type { PendingEffect } from "../effects/emit.js";
 import { EffectValidationError } from "../effects/registry.js";
-import { readEvents, type SessionEvent } from "../events/index.js";
+import type { SessionEvent } from "../events/index.js";
 import {
   claimSession,
   claimSessions,
@@ -35,6 +35,7 @@ import {
   LEASE_LOST,
   type RunOutcome,
   readCursor,
+  readPendingWork,
   releaseSession,
 } from "./leases.js";
 import { type GraphRunner, UnsupportedEventError } from "./run.js";
@@ -362,15 +363,13 @@ export class SessionProcessor {
       for (;;) {
         while (!this.#stopping && !state.lost) {
           state.dirty = false;
-          const cursor = await readCursor(this.#db, sessionKey);
-          if (!cursor || cursor.processedSeq >= cursor.lastSeq) break;
-          if (cursor.leaseToken !== state.token) {
+          const work = await readPendingWork(this.#db, sessionKey, 64);
+          if (!work || work.events.length === 0) break;
+          if (work.leaseToken !== state.token) {
             this.#markLost(sessionKey, state);
             break;
           }
-          const events = await readEvents(this.#db, sessionKey, cursor.processedSeq, 64);
-          if (events.length === 0) break;
-          await this.#processBatch(sessionKey, state, chooseBatch(events));
+          await this.#processBatch(sessionKey, state, chooseBatch(work.events));
         }
         if (state.lost || this.#stopping) break;
         // Give the lease back, then make sure no event slipped in meanwhile: its

@@ -21,10 +21,7 @@ import type { TokenBus } from "./token-bus.js";
 export interface RunnableGraph {
   checkpointer?: BaseCheckpointSaver | boolean | undefined;
   stream(input: unknown, options: Record<string, unknown>): Promise<AsyncIterable<unknown>>;
-  getState(config: { configurable: Record<string, unknown> }): Promise<{
-    values: unknown;
-    tasks: ReadonlyArray<{ interrupts?: ReadonlyArray<{ value?: unknown }> }>;
-  }>;
+  getState(config: { configurable: Record<string, unknown> }): Promise<{ values: unknown }>;
 }
 
 export interface RunInput {
@@ -86,22 +83,31 @@ export class GraphRunner {
     if (!last) throw new Error("empty run");
     const collector = new EffectCollector(this.registry);
     const configurable = { thread_id: input.sessionKey, [EFFECTS_CONFIG_KEY]: collector };
-    const before = messagesOf((await this.graph.getState({ configurable: { thread_id: input.sessionKey } })).values);
-    const seen = new Set(before.map((m) => m.id).filter(Boolean));
-    const beforeCount = before.length;
-
     const stream = await this.graph.stream(graphInput(input.events), {
       configurable,
       streamMode: ["messages", "values"],
       signal: input.signal,
     });
     let index = 0;
-    let finalValues: unknown;
+    // The first "values" chunk is the state the run starts from (input applied);
+    // the last is the state it ends with. A chunk holding `__interrupt__` is not
+    // state: it carries the interrupts the graph raised.
+    let initial: BaseMessage[] | undefined;
+    let final: BaseMessage[] = [];
+    const interrupts: unknown[] = [];
     for await (const item of stream) {
       if (!Array.isArray(item)) continue;
       const [mode, chunk] = item as [string, unknown];
       if (mode === "values") {
-        finalValues = chunk;
+        if (chunk && typeof chunk === "object" && "__interrupt__" in chunk) {
+          const raised = (chunk as { __interrupt__: unknown }).__interrupt__;
+          for (const interrupt of Array.isArray(raised) ? raised : [raised]) {
+            interrupts.push((interrupt as { value?: unknown } | null)?.value ?? null);
+          }
+          continue;
+        }
+        final = messagesOf(chunk);
+        initial ??= final;
       } else if (mode === "messages" && Array.isArray(chunk)) {
         const message = chunk[0] as BaseMessage;
         if (isBaseMessage(message) && message.getType() === "ai") {
@@ -122,29 +128,19 @@ export class GraphRunner {
     input.signal.throwIfAborted();
 
     const effects: PendingEffect[] = [];
-    const after = messagesOf(finalValues);
-    // New assistant messages: not in the state before the run (by id, or by position for id-less ones).
-    const fresh = after.filter((m, i) => (m.id ? !seen.has(m.id) : i >= beforeCount));
-    for (const message of fresh) {
-      if (!isAIMessage(message)) continue;
+    const before = initial ?? [];
+    const seen = new Set(before.map((m) => m.id).filter((id) => id !== undefined));
+    for (const [position, message] of final.entries()) {
+      const old = message.id !== undefined ? seen.has(message.id) : position < before.length;
+      if (old || !isAIMessage(message)) continue;
       const content = messageText(message);
       if (!content) continue;
       effects.push(
-        this.registry.validate("send_message", {
-          requestId: last.requestId,
-          role: "assistant",
-          content,
-          final: true,
-        }) as PendingEffect,
+        this.registry.validate("send_message", { requestId: last.requestId, role: "assistant", content, final: true }),
       );
     }
-    const state = await this.graph.getState({ configurable: { thread_id: input.sessionKey } });
-    for (const task of state.tasks) {
-      for (const interrupt of task.interrupts ?? []) {
-        effects.push(
-          this.registry.validate("interrupt", { requestId: last.requestId, value: interrupt.value ?? null }),
-        );
-      }
+    for (const value of interrupts) {
+      effects.push(this.registry.validate("interrupt", { requestId: last.requestId, value }));
     }
     effects.push(...collector.effects);
     return { effects };
