@@ -32,7 +32,6 @@ export const ErrorCode = {
   unauthorized: "unauthorized",
   forbidden: "forbidden",
   notFound: "not_found",
-  notAcceptable: "not_acceptable",
   shuttingDown: "shutting_down",
   internal: "internal",
 } as const;
@@ -44,8 +43,6 @@ export const CloseCode = {
   normal: 1000,
   /** A frame exceeded the maximum payload (sent by the ws library). */
   tooLarge: 1009,
-  /** An unexpected server error. */
-  internal: 1011,
   /** The server is shutting down or restarting: reconnect (to another node) and resume. */
   serviceRestart: 1012,
   /** The token expired while the socket was open: get a new token and reconnect. */
