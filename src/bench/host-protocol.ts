@@ -28,6 +28,14 @@ export interface HostCommands {
   /** Starts a direct-mode server (no database) with the local model. */
   startDirect: { params: { id: string; tokenDelayMs: number; secret: string }; result: { url: string } };
   stopServer: { params: { id: string }; result: null };
+  /**
+   * Statements the sessiond server `id` ran since the last call (then reset):
+   * by statement (its first words), plus transactions. Direct servers run none.
+   */
+  statements: {
+    params: { id: string };
+    result: { total: number; transactions: number; byStatement: Array<[string, number]> };
+  };
   /** Open sockets of a server. */
   sockets: { params: { id: string }; result: { sockets: number } };
   /** Memory after two full garbage collections. */

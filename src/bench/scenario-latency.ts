@@ -24,6 +24,7 @@ export interface LatencyOptions {
 /** Runs the interleaved latency loop; returns the samples (ms) per mode. */
 export async function measureLatency(ctx: BenchContext, options: LatencyOptions): Promise<Record<string, number[]>> {
   const samples: Record<string, number[]> = Object.fromEntries(options.specs.map((s) => [s.mode, []]));
+  const statements = new Map<string, { total: number; transactions: number; by: Map<string, number> }>();
   const timeoutMs = 60_000;
   await withServers(ctx, options.specs, async (targets) => {
     for (let round = 0; round < options.rounds; round++) {
@@ -43,6 +44,8 @@ export async function measureLatency(ctx: BenchContext, options: LatencyOptions)
             if (reply.frame.type === "message") socket.send({ type: "ack", seq: reply.frame.seq });
           }
         }
+        for (const target of targets)
+          if (target.serverId) await ctx.host.request("statements", { id: target.serverId });
         for (let i = 0; i < options.samples; i++) {
           for (let t = 0; t < targets.length; t++) {
             const target = targets[(i + t) % targets.length] as Target;
@@ -54,6 +57,16 @@ export async function measureLatency(ctx: BenchContext, options: LatencyOptions)
             await delay(options.gapMs ?? 3);
           }
         }
+        for (const target of targets) {
+          if (!target.serverId) continue;
+          const taken = await ctx.host.request("statements", { id: target.serverId });
+          if (taken.total === 0) continue;
+          const sum = statements.get(target.mode) ?? { total: 0, transactions: 0, by: new Map<string, number>() };
+          sum.total += taken.total;
+          sum.transactions += taken.transactions;
+          for (const [statement, n] of taken.byStatement) sum.by.set(statement, (sum.by.get(statement) ?? 0) + n);
+          statements.set(target.mode, sum);
+        }
       } finally {
         await closeAll([...sockets.values()].flat());
       }
@@ -61,6 +74,28 @@ export async function measureLatency(ctx: BenchContext, options: LatencyOptions)
       ctx.progress(`  s${options.scenario} ${options.label} round ${round + 1}/${options.rounds}: ${line}`);
     }
   });
+  const messages = options.rounds * options.samples;
+  for (const [mode, sum] of statements) {
+    ctx.rec.addScalar(
+      options.scenario,
+      `database statements per message (ack included), ${options.label}`,
+      mode,
+      "statements",
+      sum.total / messages,
+    );
+    ctx.rec.addScalar(
+      options.scenario,
+      `transactions per message, ${options.label}`,
+      mode,
+      "transactions",
+      sum.transactions / messages,
+    );
+    const top = [...sum.by.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([statement, n]) => `${statement} ×${(n / messages).toFixed(2)}`)
+      .join(", ");
+    ctx.rec.note(`s${options.scenario} ${options.label} ${mode}: statements per message: ${top}`);
+  }
   return samples;
 }
 
