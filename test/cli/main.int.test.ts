@@ -5,8 +5,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { CliIo } from "../../src/cli/command.js";
 import { commands } from "../../src/cli/commands.js";
 import { main } from "../../src/cli/main.js";
+import { createPostgresDb } from "../../src/db/index.js";
 import { loadOrCreateSecret, verifyToken } from "../../src/server/auth.js";
 import { freshPostgresDatabase, postgresAvailable } from "../support/db.js";
+import { eventually } from "../support/wait.js";
 
 const SECRET = "cli-secret-0123456789abcdef0123456789";
 const dirs: string[] = [];
@@ -89,6 +91,22 @@ describe.skipIf(!postgresAvailable)("database commands on Postgres", () => {
       expect(list.err).toEqual([]);
       const bad = io({ DATABASE_URL: fresh.url, SESSIOND_MIGRATE: "off" });
       expect(await main(["effects", "frob"], bad.io)).toBe(2);
+      // graphile-migrate keeps its pool a moment after it returns and exits the process if that pool's
+      // connection dies: wait until it has gone before dropping the database under it.
+      const probe = createPostgresDb(fresh.url, { max: 1 });
+      try {
+        await eventually(
+          async () => {
+            const [row] = await probe.query<{ n: number }>(
+              "select count(*)::int as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+            );
+            return row?.n === 0;
+          },
+          { what: "graphile-migrate's pool to close", every: 50 },
+        );
+      } finally {
+        await probe.close();
+      }
     } finally {
       await fresh.drop();
     }
