@@ -896,7 +896,8 @@ CREATE FUNCTION sessiond.verify(stale_after interval DEFAULT '00:00:30'::interva
       from sessiond.effects f group by f.session_key
   ), replies as (
     select f.session_key, f.event_seq,
-           count(*) filter (where f.type in ('send_message', 'interrupt')) as replies,
+           count(*) filter (where f.type = 'interrupt'
+                              or (f.type = 'send_message' and coalesce((f.payload->>'final')::boolean, true))) as replies,
            count(*) filter (where f.type = 'error') as errors
       from sessiond.effects f where f.event_seq is not null group by f.session_key, f.event_seq
   ), outcome_counts as (
@@ -924,7 +925,7 @@ CREATE FUNCTION sessiond.verify(stale_after interval DEFAULT '00:00:30'::interva
     union all
     select 'one_reply_per_user_event', e.session_key,
            case when oc.status = 'processed'
-                then format('user event %s is processed with %s send_message/interrupt effect(s); expected exactly 1',
+                then format('user event %s is processed with %s final send_message/interrupt effect(s); expected exactly 1',
                             e.seq, coalesce(r.replies, 0))
                 else format('user event %s is %s with %s error effect(s); expected exactly 1',
                             e.seq, oc.status, coalesce(r.errors, 0)) end,
@@ -1003,7 +1004,7 @@ $$;
 -- Name: FUNCTION verify(stale_after interval); Type: COMMENT; Schema: sessiond; Owner: -
 --
 
-COMMENT ON FUNCTION sessiond.verify(stale_after interval) IS 'Checks sessiond''s invariants on the live database and returns one row per violation (check_name, session_key, detail); no rows means healthy. Checks: event_seq_gap_free (events 1..last_seq, no gaps, none beyond), processed_not_past_last, one_reply_per_user_event (a processed user_message has exactly one send_message or interrupt effect; a failed or superseded one exactly one error effect), one_outcome_per_processed_event (every event up to processed_seq has exactly one outcome, none past it), unique_dedupe_key, effect_seq_gap_free (effects 1..effect_seq), acked_not_past_head, lease_not_stale (no lease on a session with unprocessed events expired longer than stale_after ago), claim_not_stale (no executing effect whose claim expired longer than stale_after ago). Scans every table: run it on a replica or off-peak on a large database.';
+COMMENT ON FUNCTION sessiond.verify(stale_after interval) IS 'Checks sessiond''s invariants on the live database and returns one row per violation (check_name, session_key, detail); no rows means healthy. Checks: event_seq_gap_free (events 1..last_seq, no gaps, none beyond), processed_not_past_last, one_reply_per_user_event (a processed user_message has exactly one final send_message or interrupt effect; a failed or superseded one exactly one error effect), one_outcome_per_processed_event (every event up to processed_seq has exactly one outcome, none past it), unique_dedupe_key, effect_seq_gap_free (effects 1..effect_seq), acked_not_past_head, lease_not_stale (no lease on a session with unprocessed events expired longer than stale_after ago), claim_not_stale (no executing effect whose claim expired longer than stale_after ago). Scans every table: run it on a replica or off-peak on a large database.';
 
 --
 -- Name: checkpoint_blobs; Type: TABLE; Schema: sessiond; Owner: -

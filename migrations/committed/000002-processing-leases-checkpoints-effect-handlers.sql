@@ -1,5 +1,5 @@
 --! Previous: sha1:2e29663d95506b3500be88b83a8727712c01d74a
---! Hash: sha1:a128a22c4186cef77e95fccd4b423f5c8edf8d32
+--! Hash: sha1:15c7563d8eda009dc63931472dc1e211e519b133
 --! Message: processing leases, checkpoints, effect handlers
 
 -- ============================================================================
@@ -559,7 +559,8 @@ as $$
       from sessiond.effects f group by f.session_key
   ), replies as (
     select f.session_key, f.event_seq,
-           count(*) filter (where f.type in ('send_message', 'interrupt')) as replies,
+           count(*) filter (where f.type = 'interrupt'
+                              or (f.type = 'send_message' and coalesce((f.payload->>'final')::boolean, true))) as replies,
            count(*) filter (where f.type = 'error') as errors
       from sessiond.effects f where f.event_seq is not null group by f.session_key, f.event_seq
   ), outcome_counts as (
@@ -587,7 +588,7 @@ as $$
     union all
     select 'one_reply_per_user_event', e.session_key,
            case when oc.status = 'processed'
-                then format('user event %s is processed with %s send_message/interrupt effect(s); expected exactly 1',
+                then format('user event %s is processed with %s final send_message/interrupt effect(s); expected exactly 1',
                             e.seq, coalesce(r.replies, 0))
                 else format('user event %s is %s with %s error effect(s); expected exactly 1',
                             e.seq, oc.status, coalesce(r.errors, 0)) end,
@@ -662,4 +663,4 @@ as $$
    order by v.check_name, v.session_key, v.seq
 $$;
 comment on function sessiond.verify(interval) is
-  'Checks sessiond''s invariants on the live database and returns one row per violation (check_name, session_key, detail); no rows means healthy. Checks: event_seq_gap_free (events 1..last_seq, no gaps, none beyond), processed_not_past_last, one_reply_per_user_event (a processed user_message has exactly one send_message or interrupt effect; a failed or superseded one exactly one error effect), one_outcome_per_processed_event (every event up to processed_seq has exactly one outcome, none past it), unique_dedupe_key, effect_seq_gap_free (effects 1..effect_seq), acked_not_past_head, lease_not_stale (no lease on a session with unprocessed events expired longer than stale_after ago), claim_not_stale (no executing effect whose claim expired longer than stale_after ago). Scans every table: run it on a replica or off-peak on a large database.';
+  'Checks sessiond''s invariants on the live database and returns one row per violation (check_name, session_key, detail); no rows means healthy. Checks: event_seq_gap_free (events 1..last_seq, no gaps, none beyond), processed_not_past_last, one_reply_per_user_event (a processed user_message has exactly one final send_message or interrupt effect; a failed or superseded one exactly one error effect), one_outcome_per_processed_event (every event up to processed_seq has exactly one outcome, none past it), unique_dedupe_key, effect_seq_gap_free (effects 1..effect_seq), acked_not_past_head, lease_not_stale (no lease on a session with unprocessed events expired longer than stale_after ago), claim_not_stale (no executing effect whose claim expired longer than stale_after ago). Scans every table: run it on a replica or off-peak on a large database.';

@@ -127,18 +127,25 @@ export class GraphRunner {
     }
     input.signal.throwIfAborted();
 
-    const effects: PendingEffect[] = [];
+    // One send_message per new assistant message, whole content; the last one
+    // is the final reply unless the run ended in an interrupt (then that is).
+    const replies: string[] = [];
     const before = initial ?? [];
     const seen = new Set(before.map((m) => m.id).filter((id) => id !== undefined));
     for (const [position, message] of final.entries()) {
       const old = message.id !== undefined ? seen.has(message.id) : position < before.length;
       if (old || !isAIMessage(message)) continue;
       const content = messageText(message);
-      if (!content) continue;
-      effects.push(
-        this.registry.validate("send_message", { requestId: last.requestId, role: "assistant", content, final: true }),
-      );
+      if (content) replies.push(content);
     }
+    const effects: PendingEffect[] = replies.map((content, i) =>
+      this.registry.validate("send_message", {
+        requestId: last.requestId,
+        role: "assistant",
+        content,
+        final: i === replies.length - 1 && interrupts.length === 0,
+      }),
+    );
     for (const value of interrupts) {
       effects.push(this.registry.validate("interrupt", { requestId: last.requestId, value }));
     }

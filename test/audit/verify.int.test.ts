@@ -136,9 +136,32 @@ describeEachDb("sessiond.verify", (t) => {
         {
           check: "one_reply_per_user_event",
           sessionKey: k,
-          detail: "user event 2 is processed with 2 send_message/interrupt effect(s); expected exactly 1",
+          detail: "user event 2 is processed with 2 final send_message/interrupt effect(s); expected exactly 1",
         },
       ]);
+    });
+
+    it("accepts several replies to one event when exactly one is final", async () => {
+      const { key: k, violations } = await rolledBack(t.db, (tx) =>
+        brokenWith(tx, async (k) => {
+          await appendUser(tx, k, "r3", "talk twice");
+          const token = await claim(tx, k);
+          const first = reply(3, "r3", "part one");
+          const second = reply(3, "r3", "part two");
+          await commit(
+            tx,
+            k,
+            token,
+            [{ seq: 3 }],
+            [
+              { ...first, payload: { ...first.payload, final: false }, dedupeKey: "part-1" },
+              { ...second, dedupeKey: "part-2" },
+            ],
+          );
+          await release(tx, k, token);
+        }),
+      );
+      expect(violations).toEqual([]);
     });
 
     it("reports a processed user event with no reply", async () => {
@@ -154,7 +177,7 @@ describeEachDb("sessiond.verify", (t) => {
         {
           check: "one_reply_per_user_event",
           sessionKey: k,
-          detail: "user event 3 is processed with 0 send_message/interrupt effect(s); expected exactly 1",
+          detail: "user event 3 is processed with 0 final send_message/interrupt effect(s); expected exactly 1",
         },
       ]);
     });

@@ -1,7 +1,10 @@
+import { AIMessage } from "@langchain/core/messages";
+import { END, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph";
 import { afterEach, expect, it } from "vitest";
 import { compileApprovalGraph } from "../../src/agent/approval-graph.js";
 import { createApprovalGraph } from "../../src/agent/index.js";
 import { LocalChatModel, type LocalModelBehaviour } from "../../src/agent/local-model.js";
+import { verify } from "../../src/audit/index.js";
 import { type Db, DbError } from "../../src/db/index.js";
 import { createRuntime, type Runtime, type RuntimeOptions, SessionBusyError } from "../../src/session/runtime.js";
 import type { TokenFrame } from "../../src/session/token-bus.js";
@@ -62,6 +65,7 @@ describeEachDb("session processing", (t) => {
       [s],
     );
     expect(outcomes.map((o) => o.status)).toEqual(Array(10).fill("processed"));
+    expect((await verify(t.db)).filter((v) => v.sessionKey === s)).toEqual([]);
     // The lease is given back once the session has no work.
     const [lease] = await t.db.query("select lease_owner from sessiond.sessions where session_key = $1", [s]);
     expect(lease).toEqual({ lease_owner: null });
@@ -212,6 +216,23 @@ describeEachDb("session processing", (t) => {
       payload: { requestId: "r2", content: 'Approved: "delete everything".' },
     });
     expect(compileApprovalGraph).toBeTypeOf("function");
+  });
+
+  it("a run with several assistant messages sends each whole, the last one final; verify stays clean", async () => {
+    const graph = new StateGraph(MessagesAnnotation)
+      .addNode("two", () => ({ messages: [new AIMessage("first part"), new AIMessage("second part")] }))
+      .addEdge(START, "two")
+      .addEdge("two", END);
+    const rt = await runtime(t.db, { graph });
+    const s = uniqueKey();
+    await send(rt, s, ["talk twice"]);
+    await eventually(() => isCaughtUp(t.db, s, 1));
+    const effects = await clientEffects(t.db, s);
+    expect(effects.map((e) => [e.type, e.payload.content, (e.payload as { final?: boolean }).final])).toEqual([
+      ["send_message", "first part", false],
+      ["send_message", "second part", true],
+    ]);
+    expect((await verify(t.db)).filter((v) => v.sessionKey === s)).toEqual([]);
   });
 
   it("poll-only mode processes through the sweep alone", async () => {
