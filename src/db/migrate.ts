@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { readdir, readFile, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { migrate as graphileMigrate, Logger } from "graphile-migrate";
 import type { PgliteDb } from "./pglite.js";
@@ -71,9 +72,20 @@ export async function readCommittedMigrations(folder = migrationsFolder): Promis
 
 const quietLogger = new Logger(() => () => {});
 
+// graphile-migrate keeps its pg pool for 200 ms after a command and calls
+// process.exit(1) if a pooled connection errors meanwhile (e.g. Postgres
+// restarting just after start-up). Ending its idle pools at once closes that
+// window; clearAllPools is not in its public index, hence the deep require.
+const requireCjs = createRequire(import.meta.url);
+const { clearAllPools } = requireCjs("graphile-migrate/dist/pgReal.js") as { clearAllPools: () => void };
+
 /** Applies the committed migrations to a Postgres database with graphile-migrate. */
 export async function migratePostgres(connectionString: string): Promise<void> {
-  await graphileMigrate({ connectionString, migrationsFolder, logger: quietLogger });
+  try {
+    await graphileMigrate({ connectionString, migrationsFolder, logger: quietLogger });
+  } finally {
+    clearAllPools();
+  }
 }
 
 /** Applies the committed migrations to a PGlite database; returns how many ran. */
