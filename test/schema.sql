@@ -372,9 +372,14 @@ begin
   _expected := _session.processed_seq;
   for _outcome in select value from jsonb_array_elements(outcomes) loop
     _expected := _expected + 1;
-    if (_outcome->>'seq')::bigint is distinct from _expected or _expected > _session.last_seq then
+    if (_outcome->>'seq')::bigint is distinct from _expected then
       raise exception 'sessiond: out-of-order commit on session %: expected event %, got %',
         commit_run.session_key, _expected, _outcome->>'seq'
+        using errcode = 'SDO01';
+    end if;
+    if _expected > _session.last_seq then
+      raise exception 'sessiond: commit for event % on session %, which has only % event(s)',
+        _expected, commit_run.session_key, _session.last_seq
         using errcode = 'SDO01';
     end if;
     insert into sessiond.event_outcomes (session_key, seq, status, error, attempts, lease_token, started_at)

@@ -1,5 +1,5 @@
 --! Previous: sha1:2e29663d95506b3500be88b83a8727712c01d74a
---! Hash: sha1:15c7563d8eda009dc63931472dc1e211e519b133
+--! Hash: sha1:0a311284cde6d62fd70272a7af2356a7b4025149
 --! Message: processing leases, checkpoints, effect handlers
 
 -- ============================================================================
@@ -114,9 +114,14 @@ begin
   _expected := _session.processed_seq;
   for _outcome in select value from jsonb_array_elements(outcomes) loop
     _expected := _expected + 1;
-    if (_outcome->>'seq')::bigint is distinct from _expected or _expected > _session.last_seq then
+    if (_outcome->>'seq')::bigint is distinct from _expected then
       raise exception 'sessiond: out-of-order commit on session %: expected event %, got %',
         commit_run.session_key, _expected, _outcome->>'seq'
+        using errcode = 'SDO01';
+    end if;
+    if _expected > _session.last_seq then
+      raise exception 'sessiond: commit for event % on session %, which has only % event(s)',
+        _expected, commit_run.session_key, _session.last_seq
         using errcode = 'SDO01';
     end if;
     insert into sessiond.event_outcomes (session_key, seq, status, error, attempts, lease_token, started_at)
