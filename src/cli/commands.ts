@@ -28,6 +28,12 @@ export const commands: Record<string, CommandSpec> = {
     "measure latency, throughput and scale: bench [--quick] [--scenario N] [--runs N]",
     async () => (await import("./bench-command.js")).runBenchCli,
   ),
-  // audit, verify and bench: one line each, e.g.
-  //   audit: dbCommand("…", async () => (await import("./audit-command.js")).runAuditCommand),
+  audit: dbCommand(
+    "print a session's timeline, or the stuck work: audit <sessionKey> | audit --stuck",
+    async () => (await import("./audit-command.js")).runAuditCommand,
+  ),
+  verify: dbCommand(
+    "check sessiond's invariants on the live database; exit 1 naming each violation",
+    async () => (await import("./verify-command.js")).runVerifyCommand,
+  ),
 };
