@@ -243,11 +243,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const fromHeader = wantsStream ? parseCursor(c.req.header("last-event-id"), "Last-Event-ID") : undefined;
     if (typeof fromHeader === "string") return fail(c, 400, ErrorCode.badFrame, fromHeader);
     const after = fromHeader ?? fromQuery ?? 0;
-    const { head } = await sessionHead(runtime.db, sessionKey);
-    if (after > head) {
-      return fail(c, 400, ErrorCode.resumeBeyondHead, `cannot read after seq ${after}: the session's head is ${head}`);
-    }
+    const beyond = (head: number) =>
+      fail(c, 400, ErrorCode.resumeBeyondHead, `cannot read after seq ${after}: the session's head is ${head}`);
     if (wantsStream) {
+      const { head } = await sessionHead(runtime.db, sessionKey);
+      if (after > head) return beyond(head);
       if (deps.draining()) return fail(c, 503, ErrorCode.shuttingDown, "the server is shutting down");
       const body = sessionEventStream({
         sessionKey,
@@ -275,6 +275,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
       return fail(c, 400, ErrorCode.badFrame, "limit must be a whole number from 1 to 1000");
     }
     const rows = await effectsAfter(runtime.db, sessionKey, after, limit);
+    // The head is read after the frames, so it is never below the last of them.
+    const { head } = await sessionHead(runtime.db, sessionKey);
+    if (after > head) return beyond(head);
     return c.json({ after, head, frames: rows.map(effectFrame) });
   });
 

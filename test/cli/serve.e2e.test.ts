@@ -95,4 +95,4 @@ it("sessiond serve: starts on a fresh data directory, chats, and exits cleanly o
   }
   expect(await output.exited).toBe(0);
   expect(output.text).toContain("SIGTERM; shutting down");
-});
+}, 120_000);

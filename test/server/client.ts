@@ -73,7 +73,7 @@ export class TestClient {
     predicate: (frame: Frame) => boolean,
     options: { ms?: number; from?: number; what?: string } = {},
   ): Promise<Frame> {
-    const deadline = Date.now() + (options.ms ?? 10_000);
+    const deadline = Date.now() + (options.ms ?? 20_000);
     let index = options.from ?? 0;
     for (;;) {
       for (; index < this.frames.length; index++) {
