@@ -38,7 +38,7 @@ export interface HostCommands {
   };
   /** Open sockets of a server. */
   sockets: { params: { id: string }; result: { sockets: number } };
-  /** Memory after two full garbage collections. */
+  /** Memory after full garbage collections. */
   memory: { params: Record<string, never>; result: HostMemory };
   /** Scenario 1 on database `dbId`: a runtime of its own plus one connection for appends. */
   dispatch: { params: DispatchParams & { dbId: string }; result: DispatchSamples };

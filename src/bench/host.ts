@@ -45,8 +45,16 @@ class StatementCounter {
     return `${verb} ${tables.join(" + ") || flat.slice(0, 40)}`;
   }
 
+  /** Labels by statement text (a server sends a few dozen distinct texts; keep the regexes off the hot path). */
+  readonly #labels = new Map<string, string>();
+
   count(text: string, inTransaction: boolean): void {
-    const key = `${inTransaction ? "tx: " : ""}${StatementCounter.label(text)}`;
+    let label = this.#labels.get(text);
+    if (label === undefined) {
+      label = StatementCounter.label(text);
+      this.#labels.set(text, label);
+    }
+    const key = inTransaction ? `tx: ${label}` : label;
     this.byStatement.set(key, (this.byStatement.get(key) ?? 0) + 1);
   }
 
@@ -167,11 +175,12 @@ const handlers: Handlers = {
   },
 
   async memory() {
+    // Collect, then give V8 a moment to hand freed pages back, three times: RSS
+    // read right after one collection still counts garbage of the last burst.
     const gc = (globalThis as { gc?: () => void }).gc;
-    if (gc) {
+    for (let i = 0; i < 3 && gc; i++) {
       gc();
-      await new Promise((resolve) => setImmediate(resolve));
-      gc();
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const m = process.memoryUsage();
     return {

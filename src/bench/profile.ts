@@ -52,7 +52,8 @@ function location(url: string, line: number): string {
   const nm = path.lastIndexOf("node_modules/");
   if (nm >= 0) path = path.slice(nm + "node_modules/".length);
   else if (path.startsWith("/")) path = relative(process.cwd(), path);
-  return `${path}:${line + 1}`;
+  // tsx compiles TypeScript without keeping line numbers in the profile: name the file only.
+  return path.endsWith(".ts") ? path : `${path}:${line + 1}`;
 }
 
 /** Reads and summarises a .cpuprofile file; `top` functions by self time. */

@@ -235,7 +235,13 @@ async function profileHotPath(
           // Warm up unprofiled, then profile a window of the same load.
           await driveClosedLoop(sockets, { warmupMs: 0, measureMs: 1_000, bucketMs: 250, window: 1 });
           await host.request("profileStart", { samplingIntervalUs: 200 });
-          const r = await driveClosedLoop(sockets, { warmupMs: 0, measureMs, bucketMs: 250, window: 1 });
+          const r = await driveClosedLoop(sockets, {
+            warmupMs: 0,
+            measureMs,
+            bucketMs: 250,
+            window: 1,
+            drainMs: 3_000,
+          });
           await host.request("profileStop", { file });
           options.progress(`profile: ${r.throughput.toFixed(0)} msg/s while profiled`);
         } finally {

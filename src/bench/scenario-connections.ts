@@ -1,6 +1,6 @@
 /**
  * Scenario 5: idle authenticated sockets on one server process, each of its
- * own session. Memory is read in the host after two full collections, with a
+ * own session. Memory is read in the host after full collections, with a
  * tenth of the sockets open and with all of them; the difference over the
  * sockets added is the cost per connection. The count is capped by the open-files limit (each side of a
  * loopback socket holds a descriptor in its own process).
@@ -43,7 +43,7 @@ export async function runConnectionsScenario(ctx: BenchContext): Promise<void> {
         open.push(
           ...(await openMany(target, keys.slice(first), {
             parallel: 200,
-            onProgress: (n) => ctx.progress(`  s5 ${spec.mode}: ${first + n}/${sockets} sockets open`),
+            onProgress: (n) => ctx.progress(`  s5 ${spec.mode}: ${first + n} of ${sockets} sockets open`),
           })),
         );
         await serverCounts(ctx, serverId, sockets);

@@ -98,7 +98,7 @@ export function driveClosedLoop(sockets: readonly BenchSocket[], options: Measur
     let drainTimer: NodeJS.Timeout | undefined;
     const stopTimer = setTimeout(() => {
       if (sentAt.size === 0) finish();
-      else drainTimer = setTimeout(finish, options.drainMs ?? 30_000);
+      else drainTimer = setTimeout(finish, options.drainMs ?? 10_000);
     }, stopAt - performance.now());
   });
 }
