@@ -20,6 +20,8 @@ export {
   createOpenAiModel,
   LocalChatModel,
 } from "./agent/index.js";
+/** The audit helpers behind `sessiond verify` and `sessiond audit` (docs/audit.md). */
+export { sessionSummary, stuck, timeline, verify } from "./audit/index.js";
 /** Types of the Db interface. */
 export type { Db, DbKind, Listener, Queryable } from "./db/index.js";
 /** The Db interface and its two drivers (postgres.js and embedded PGlite), and migrations. */
@@ -60,9 +62,16 @@ export {
 } from "./effects/index.js";
 /** Event types. */
 export type { AppendEventInput, AppendedEvent, SessionEvent } from "./events/index.js";
-
 /** Append and read events directly (thin calls of sessiond.append_event). */
 export { appendEvent, readEvents } from "./events/index.js";
+/** Server types. */
+export type { ServerConfig, SessiondServer, StartServerOptions } from "./server/index.js";
+/**
+ * Starts the sessiond server in this process: HTTP + WebSocket (docs/protocol.md), session
+ * processing and effect delivery, on Postgres or embedded PGlite. Returns its URL and close().
+ */
+/** Mint and verify the HMAC-signed tokens that bind a client to one session key. */
+export { mintToken, startServer, verifyToken } from "./server/index.js";
 /** A LangGraph checkpointer (BaseCheckpointSaver) over a sessiond Db, with per-run write buffering. */
 export { SessiondCheckpointer } from "./session/checkpointer.js";
 /** The processor, for embedding without createRuntime. @internal */
