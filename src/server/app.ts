@@ -17,6 +17,7 @@ import type { ServerConfig } from "./config.js";
 import { appendErrorCode, ClientConnection } from "./connection.js";
 import { type DeliveryHub, effectFrame, effectsAfter, sessionHead } from "./delivery.js";
 import type { Metrics } from "./metrics.js";
+import { pageRoutes } from "./page/routes.js";
 import {
   AckBodySchema,
   AnswerBodySchema,
@@ -132,6 +133,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.set("expiresAt", auth.expiresAt);
     await next();
   });
+
+  // The browser page, its dev token and the session timeline (after the session middleware).
+  app.route("/", pageRoutes({ db: runtime.db, config, secret: deps.secret }));
 
   const limitBody = bodyLimit({
     maxSize: config.maxPayloadBytes,
