@@ -1,7 +1,6 @@
 export { SessiondCheckpointer, type SessiondCheckpointerOptions } from "./checkpointer.js";
 export { LEASE_LOST, OUT_OF_ORDER } from "./leases.js";
 export {
-  chooseBatch,
   type Logger,
   type ProcessorHooks,
   type ProcessorOptions,
@@ -10,6 +9,7 @@ export {
   silentLogger,
 } from "./processor.js";
 export { GraphRunner, messageText, type RunnableGraph, UnsupportedEventError } from "./run.js";
+export { chooseBatch, isPermanent } from "./run-policy.js";
 export {
   createRuntime,
   type DoubleTextStrategy,

@@ -25,7 +25,6 @@
 import { randomUUID } from "node:crypto";
 import { Channels, type Db, DbError, type Listener, parseSeqPairs } from "../db/index.js";
 import type { PendingEffect } from "../effects/emit.js";
-import { EffectValidationError } from "../effects/registry.js";
 import type { SessionEvent } from "../events/index.js";
 import {
   claimSession,
@@ -39,6 +38,7 @@ import {
   releaseSession,
 } from "./leases.js";
 import { type GraphRunner, UnsupportedEventError } from "./run.js";
+import { chooseBatch, describeError, isPermanent } from "./run-policy.js";
 
 /** What the processor needs of the checkpointer: per-thread write buffering. */
 export interface RunCheckpointer {
@@ -114,33 +114,6 @@ interface ActiveSession {
   /** A notification arrived while active (diagnostics). */
   dirty: boolean;
   heartbeat: NodeJS.Timeout | undefined;
-}
-
-/** The error classes that no retry can fix. */
-function isPermanent(error: unknown): boolean {
-  if (error instanceof UnsupportedEventError || error instanceof EffectValidationError) return true;
-  if (error instanceof Error) {
-    if (["GraphRecursionError", "InvalidUpdateError", "EmptyInputError", "GraphValueError"].includes(error.name))
-      return true;
-    const status = (error as { status?: unknown }).status;
-    if (typeof status === "number" && status >= 400 && status < 500 && status !== 408 && status !== 429) return true;
-  }
-  return false;
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
-/** The events to run together: normally one; a chain ending in an `interrupt` message supersedes what precedes it. */
-export function chooseBatch(events: SessionEvent[]): SessionEvent[] {
-  let end = 0;
-  for (let i = 0; i < events.length; i++) {
-    const event = events[i] as SessionEvent;
-    if (event.type !== "user_message") break;
-    if (i > 0 && event.payload.strategy === "interrupt") end = i;
-  }
-  return events.slice(0, end + 1);
 }
 
 export class SessionProcessor {

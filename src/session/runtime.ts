@@ -12,7 +12,7 @@ import { createEffectRegistry, type EffectRegistry } from "../effects/registry.j
 import { EffectRunner, type EffectRunnerOptions } from "../effects/runner.js";
 import { type AppendedEvent, appendEvent } from "../events/index.js";
 import { SessiondCheckpointer } from "./checkpointer.js";
-import { type Logger, type ProcessorHooks, SessionProcessor, silentLogger } from "./processor.js";
+import { type ProcessorOptions, SessionProcessor } from "./processor.js";
 import { GraphRunner, type RunnableGraph } from "./run.js";
 import { TokenBus } from "./token-bus.js";
 
@@ -22,7 +22,10 @@ export type DoubleTextStrategy = "enqueue" | "reject" | "interrupt";
 /** A compiled graph, or a builder with `compile({ checkpointer })`. */
 export type GraphLike = RunnableGraph | { compile(options: { checkpointer: BaseCheckpointSaver }): unknown };
 
-export interface RuntimeOptions {
+/** The processor's options that createRuntime passes through (owner, concurrency, lease, sweep, mode, retries, hooks…). */
+export type ProcessingOptions = Omit<ProcessorOptions, "db" | "runner" | "checkpointer">;
+
+export interface RuntimeOptions extends ProcessingOptions {
   /** An open Db (the runtime does not close it). Else databaseUrl/dataDir are used. */
   db?: Db;
   /** Postgres URL; absent (and no db) = embedded PGlite. */
@@ -37,25 +40,10 @@ export interface RuntimeOptions {
   model?: BaseChatModel;
   /** Effect types (default: send_message, error, interrupt). */
   registry?: EffectRegistry;
-  /** Unique id of this process in leases and claims. */
-  owner?: string;
-  /** Sessions processed at once (default 16). */
-  concurrency?: number;
-  leaseMs?: number;
-  sweepMs?: number;
-  mode?: "notify" | "poll-only";
-  /** Attempts for a run failing with a transient error (default 3). */
-  maxAttempts?: number;
-  retryBaseMs?: number;
   /** Default double-texting strategy (default "enqueue"). */
   defaultStrategy?: DoubleTextStrategy;
   /** Run handler effects in this process (default true when the registry has handler types). */
   effectRunner?: boolean | EffectRunnerOptions;
-  logger?: Logger;
-  hooks?: ProcessorHooks;
-  /** See ProcessorOptions.isLocal: the server passes "has a socket for this session". */
-  isLocal?: (sessionKey: string) => boolean;
-  remoteClaimDelayMs?: number;
 }
 
 /** Thrown when a `reject` message finds its session busy. */
@@ -120,22 +108,23 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const graph = options.graph
     ? compileGraph(options.graph, checkpointer)
     : (compileDefaultGraph(options.model ?? new LocalChatModel(), checkpointer) as unknown as RunnableGraph);
-  const logger = options.logger ?? silentLogger;
+  const {
+    db: _db,
+    databaseUrl: _url,
+    dataDir: _dir,
+    migrate: _migrate,
+    graph: _graph,
+    model: _model,
+    registry: _registry,
+    defaultStrategy: _strategy,
+    effectRunner: _runner,
+    ...processing
+  } = options;
   const processor = new SessionProcessor({
+    ...processing,
     db,
     runner: new GraphRunner(graph, tokens, registry),
     checkpointer,
-    ...(options.owner ? { owner: options.owner } : {}),
-    ...(options.concurrency ? { concurrency: options.concurrency } : {}),
-    ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
-    ...(options.sweepMs ? { sweepMs: options.sweepMs } : {}),
-    ...(options.mode ? { mode: options.mode } : {}),
-    ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
-    ...(options.retryBaseMs !== undefined ? { retryBaseMs: options.retryBaseMs } : {}),
-    logger,
-    ...(options.hooks ? { hooks: options.hooks } : {}),
-    ...(options.isLocal ? { isLocal: options.isLocal } : {}),
-    ...(options.remoteClaimDelayMs !== undefined ? { remoteClaimDelayMs: options.remoteClaimDelayMs } : {}),
   });
   const runnerWanted = options.effectRunner ?? registry.handlerTypes().length > 0;
   const effectRunner = runnerWanted

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { EffectValidationError } from "../../src/effects/registry.js";
 import type { SessionEvent } from "../../src/events/index.js";
-import { chooseBatch } from "../../src/session/processor.js";
+import { chooseBatch, isPermanent } from "../../src/session/run-policy.js";
 
 const event = (seq: number, type = "user_message", strategy?: string): SessionEvent => ({
   id: `id${seq}`,
@@ -29,5 +30,19 @@ describe("chooseBatch", () => {
   });
   it("an interrupting first event runs alone", () => {
     expect(chooseBatch([event(1, "user_message", "interrupt"), event(2)]).map((e) => e.seq)).toEqual([1]);
+  });
+});
+
+describe("isPermanent", () => {
+  it("gives up at once on client errors, invalid effects and graph errors", () => {
+    expect(isPermanent(Object.assign(new Error("bad request"), { status: 400 }))).toBe(true);
+    expect(isPermanent(new EffectValidationError("nope"))).toBe(true);
+    expect(isPermanent(Object.assign(new Error("loop"), { name: "GraphRecursionError" }))).toBe(true);
+  });
+  it("retries timeouts, rate limits, server errors and unknown failures", () => {
+    expect(isPermanent(Object.assign(new Error("slow"), { status: 408 }))).toBe(false);
+    expect(isPermanent(Object.assign(new Error("later"), { status: 429 }))).toBe(false);
+    expect(isPermanent(Object.assign(new Error("down"), { status: 503 }))).toBe(false);
+    expect(isPermanent(new Error("ECONNRESET"))).toBe(false);
   });
 });
