@@ -232,24 +232,69 @@ describeEachDb(
       if (profile) await rm(profile, { recursive: true, force: true });
     });
 
-    /** The page's elements for one seq, and for one text. */
+    /** How many elements match `selector` (and contain `text`). */
     async function count(page: Page, selector: string, text?: string): Promise<number> {
       const all = await page.locator(selector).allTextContents();
       return text === undefined ? all.length : all.filter((s) => s.includes(text)).length;
+    }
+
+    /** The page, and the script errors and console errors it logs (but the `expected` ones). */
+    async function openPage(expected: RegExp): Promise<{ page: Page; problems: string[] }> {
+      const page = context?.pages()[0] ?? (await context!.newPage());
+      page.removeAllListeners("pageerror");
+      page.removeAllListeners("console");
+      const problems: string[] = [];
+      page.on("pageerror", (error) => problems.push(`pageerror: ${error.message}`));
+      page.on("console", (message) => {
+        if (message.type() === "error" && !expected.test(message.text())) problems.push(`console: ${message.text()}`);
+      });
+      return { page, problems };
+    }
+
+    if (t.kind === "postgres") {
+      it("asks for a token when it cannot mint one, refuses a bad one, and chats with a good one", async () => {
+        const server = await servers.start();
+        const key = "page-paste";
+        // The dev token's 404 and the refused token's 403 are expected.
+        const { page, problems } = await openPage(/status of 40[34]/);
+        try {
+          await page.goto(`${server.url}/?session=${key}`);
+          await page.locator("#token-panel:not([hidden])").waitFor();
+          expect(await page.locator("#token-command").textContent()).toBe(`npx sessiond token ${key}`);
+          expect(await page.locator("#send").isDisabled()).toBe(true);
+          await page.fill("#token-input", server.mintToken("someone-else"));
+          await page.click("#token-form button[type=submit]");
+          await page.locator("#token-error:not([hidden])").waitFor();
+          expect(await page.locator("#token-error").textContent()).toBe("the token is for another session");
+
+          await page.fill("#token-input", server.mintToken(key));
+          await page.click("#token-form button[type=submit]");
+          await page.locator('#status[data-state="live"]').waitFor();
+          expect(await page.locator("#token-panel").isHidden()).toBe(true);
+          await page.fill("#message-input", "hello postgres");
+          await page.press("#message-input", "Enter");
+          await page.locator('li.assistant[data-seq="1"]').waitFor();
+          expect(await page.locator('li.assistant[data-seq="1"] .body').textContent()).toBe(reply("hello postgres"));
+          await eventually(async () => (await sessionHead(t.db, key)).acked === 1, { what: "the ack of seq 1" });
+
+          // The pasted token is kept: a reload goes straight back to the conversation.
+          await page.reload();
+          await page.locator('#status[data-state="live"]').waitFor();
+          expect(await count(page, "li.assistant")).toBe(1);
+          expect(problems).toEqual([]);
+        } finally {
+          await page.goto("about:blank");
+        }
+      }, 60_000);
+      return;
     }
 
     it("chats, survives a reload mid-stream and a server restart, and shows every reply once", async () => {
       const model = new HeldModel(2, 3);
       const key = "page-e2e";
       let server: SessiondServer = await servers.start({ model });
-      const page = context?.pages()[0] ?? (await context!.newPage());
-      const problems: string[] = [];
-      page.on("pageerror", (error) => problems.push(`pageerror: ${error.message}`));
-      page.on("console", (message) => {
-        if (message.type() === "error" && !/ERR_CONNECTION_REFUSED|WebSocket connection/.test(message.text())) {
-          problems.push(`console: ${message.text()}`);
-        }
-      });
+      // While the server is down, the page's attempts to reach it fail (and Chromium logs them).
+      const { page, problems } = await openPage(/ERR_CONNECTION_REFUSED|WebSocket connection/);
       await page.addInitScript(RECORD_STREAMING_BUBBLES);
       try {
         await page.goto(`${server.url}/?session=${key}`);
@@ -315,5 +360,5 @@ describeEachDb(
       }
     }, 60_000);
   },
-  haveChromium || requireBrowser ? ["pglite"] : [],
+  haveChromium || requireBrowser ? ["pglite", "postgres"] : [],
 );
