@@ -359,6 +359,44 @@ describeEachDb(
         await page.goto("about:blank");
       }
     }, 60_000);
+
+    it("starts over from the server's version when its stored copy is ahead of the server (resume from 0)", async () => {
+      const server = await servers.start();
+      const key = "page-reset";
+      const posted = await fetch(`${server.url}/v1/sessions/${key}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${server.mintToken(key)}`, "content-type": "application/json" },
+        body: JSON.stringify({ requestId: "r1", text: "the server's version" }),
+      });
+      expect(posted.status).toBe(202);
+      await eventually(async () => (await sessionHead(t.db, key)).head === 1, { what: "the reply" });
+
+      // A copy from an older database under the same key: seq 7 is beyond the server's head.
+      const stale = {
+        lastSeq: 7,
+        entries: [{ kind: "assistant", seq: 7, eventSeq: 7, requestId: "old", role: "assistant", content: "stale" }],
+        outbox: [],
+      };
+      // Chromium asks for /favicon.ico on the stylesheet's URL: a 404.
+      const { page, problems } = await openPage(/status of 404/);
+      try {
+        await page.goto(`${server.url}/page/chat.css`);
+        await page.evaluate(
+          `localStorage.setItem("sessiond.session.${key}", ${JSON.stringify(JSON.stringify(stale))})`,
+        );
+        await page.goto(`${server.url}/?session=${key}`);
+        await page.locator('li.assistant[data-seq="1"]').waitFor();
+        expect(await page.locator('li.assistant[data-seq="1"] .body').textContent()).toBe(
+          reply("the server's version"),
+        );
+        expect(await count(page, "li.msg")).toBe(1);
+        expect(await page.locator("#notice").textContent()).toContain("cannot resume after seq 7");
+        expect(await page.locator("#messages").getAttribute("data-last-seq")).toBe("1");
+        expect(problems).toEqual([]);
+      } finally {
+        await page.goto("about:blank");
+      }
+    });
   },
   haveChromium || requireBrowser ? ["pglite", "postgres"] : [],
 );
