@@ -21,6 +21,8 @@ export interface BenchContext {
   prefix: string;
   /** The host's id of the Postgres database. */
   pgDb: string;
+  /** Its name on the server (CPU accounting finds its backends by it). */
+  pgDbName: string;
   /** The host's id of the embedded PGlite database (opened on first use), or null when PGlite is off. */
   pgliteDb(): Promise<string | null>;
 }
@@ -69,7 +71,7 @@ export async function withServers<T>(
   } finally {
     for (const { id, spec } of started) {
       if (spec.kind === "sessiond") {
-        const left = await settle(ctx, spec.dbId).catch(() => -1);
+        const left = await settle(ctx, spec.dbId, ctx.plan.name === "full" ? 15_000 : 3_000).catch(() => -1);
         if (left !== 0)
           ctx.rec.note(`${spec.mode}: ${left} sessions still had unprocessed events when the server stopped`);
       }

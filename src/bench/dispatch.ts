@@ -16,6 +16,11 @@
  *   the commit. Latency from here is a lower bound (the NOTIFY and the
  *   result race from the same commit).
  *
+ * A second LISTEN on the events channel, on the append connection, stamps
+ * when the NOTIFY reaches this process: it splits the dispatch into
+ * Postgres's part (commit → notification) and the processor's (claim and
+ * read before the run starts).
+ *
  * Each notify sample runs alone on an idle processor (append, wait for the
  * run to start and commit, pause a little); poll-only samples are appended at
  * uniformly random moments across one sweep interval, so they see every phase
@@ -23,7 +28,7 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { LocalChatModel } from "../agent/local-model.js";
-import type { Db } from "../db/index.js";
+import { Channels, type Db, parseSeqPairs } from "../db/index.js";
 import { createRuntime } from "../session/runtime.js";
 
 export interface DispatchParams {
@@ -41,6 +46,11 @@ export interface DispatchSamples {
   fromStatement: number[];
   /** Client saw the commit → run start, ms. */
   fromClient: number[];
+  /**
+   * Statement end → the NOTIFY reached a second listener of this process (its
+   * own connection): the part of the dispatch that is Postgres's.
+   */
+  toNotify: number[];
   /** Round trip of the best clock probe (the mapping error is at most half of it), ms. */
   calibrationRttMs: number;
   /** Samples whose run did not start within the deadline. */
@@ -111,7 +121,11 @@ export async function measureDispatch(runtimeDb: Db, appendDb: Db, params: Dispa
       onCommitted: (key) => commits.mark(key),
     },
   });
-  const result: DispatchSamples = { fromStatement: [], fromClient: [], calibrationRttMs: 0, timeouts: 0 };
+  const result: DispatchSamples = { fromStatement: [], fromClient: [], toNotify: [], calibrationRttMs: 0, timeouts: 0 };
+  const heard = new Waiters();
+  const listener = await appendDb.listen(Channels.events, (payload) => {
+    for (const [key] of parseSeqPairs(payload) ?? []) heard.mark(key);
+  });
   const deadlineMs = params.sweepMs * 2 + 5_000;
   let n = 0;
   const append = async () => {
@@ -130,8 +144,11 @@ export async function measureDispatch(runtimeDb: Db, appendDb: Db, params: Dispa
         result.timeouts += 1;
         return;
       }
-      result.fromStatement.push(start - (sample.statementPgMs - clock.offsetMs));
+      const committedMs = sample.statementPgMs - clock.offsetMs;
+      result.fromStatement.push(start - committedMs);
       result.fromClient.push(start - sample.clientMs);
+      const notified = heard.time(sample.key);
+      if (notified !== undefined) result.toNotify.push(notified - committedMs);
     };
 
     if (params.mode === "notify") {
@@ -162,6 +179,7 @@ export async function measureDispatch(runtimeDb: Db, appendDb: Db, params: Dispa
     }
   } finally {
     await runtime.stop({ graceMs: 2_000 });
+    await listener.close();
   }
   return result;
 }

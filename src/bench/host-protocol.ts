@@ -13,6 +13,18 @@ export interface HostMemory {
   arrayBuffers: number;
 }
 
+/** Statements a server ran: counts and summed durations (ms), by label ("tx: " inside transactions). */
+export interface StatementCounts {
+  total: number;
+  /** Summed durations of the statements outside transactions. */
+  totalMs: number;
+  transactions: number;
+  /** Summed durations of the transactions, BEGIN to COMMIT. */
+  transactionMs: number;
+  /** [label, count, summed ms], most frequent first. */
+  byStatement: Array<[string, number, number]>;
+}
+
 export interface HostCommands {
   /** Opens (and migrates) a database under `id`: Postgres by URL, or PGlite in `dataDir`. */
   openDb: {
@@ -28,16 +40,12 @@ export interface HostCommands {
   /** Starts a direct-mode server (no database) with the local model. */
   startDirect: { params: { id: string; tokenDelayMs: number; secret: string }; result: { url: string } };
   stopServer: { params: { id: string }; result: null };
-  /**
-   * Statements the sessiond server `id` ran since the last call (then reset):
-   * by statement (its first words), plus transactions. Direct servers run none.
-   */
-  statements: {
-    params: { id: string };
-    result: { total: number; transactions: number; byStatement: Array<[string, number]> };
-  };
+  /** Statements the sessiond server `id` ran since the last call (then reset). Direct servers run none. */
+  statements: { params: { id: string }; result: StatementCounts };
   /** Open sockets of a server. */
   sockets: { params: { id: string }; result: { sockets: number } };
+  /** The host's CPU time so far (user + system), ms. */
+  cpu: { params: Record<string, never>; result: { ms: number } };
   /** Memory after full garbage collections. */
   memory: { params: Record<string, never>; result: HostMemory };
   /** Scenario 1 on database `dbId`: a runtime of its own plus one connection for appends. */

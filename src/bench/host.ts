@@ -10,11 +10,13 @@ import { writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { performance } from "node:perf_hooks";
 import { LocalChatModel } from "../agent/local-model.js";
-import { type Db, openDb, type Queryable } from "../db/index.js";
+import { type Db, openDb } from "../db/index.js";
 import { startServer } from "../server/index.js";
+import { ownCpuMs } from "./cpu.js";
 import { startDirectServer } from "./direct-server.js";
 import { measureDispatch } from "./dispatch.js";
 import type { HostCommand, HostCommands, HostReply, HostRequest } from "./host-protocol.js";
+import { StatementCounter } from "./statement-counter.js";
 
 interface OpenDb {
   db: Db;
@@ -26,64 +28,6 @@ interface RunningServer {
   close(): Promise<void>;
   sockets(): number;
   statements?: StatementCounter;
-}
-
-/** Counts the statements a server sends through its Db (a wrapper; the Db itself is untouched). */
-class StatementCounter {
-  byStatement = new Map<string, number>();
-  transactions = 0;
-
-  /** `sessiond.fn()` for a function call, else the verb and the tables it names. */
-  static label(text: string): string {
-    const flat = text.replace(/\s+/g, " ").trim();
-    const call = /sessiond\.([a-z_]+)\(/.exec(flat);
-    if (call) return `sessiond.${call[1]}()`;
-    const verb = /^(with|select|insert|update|delete)\b/i.exec(flat)?.[1]?.toLowerCase() ?? flat.slice(0, 20);
-    const tables = [
-      ...new Set([...flat.matchAll(/\b(?:from|into|update|join) (sessiond\.[a-z_]+)/gi)].map((m) => m[1])),
-    ];
-    return `${verb} ${tables.join(" + ") || flat.slice(0, 40)}`;
-  }
-
-  /** Labels by statement text (a server sends a few dozen distinct texts; keep the regexes off the hot path). */
-  readonly #labels = new Map<string, string>();
-
-  count(text: string, inTransaction: boolean): void {
-    let label = this.#labels.get(text);
-    if (label === undefined) {
-      label = StatementCounter.label(text);
-      this.#labels.set(text, label);
-    }
-    const key = inTransaction ? `tx: ${label}` : label;
-    this.byStatement.set(key, (this.byStatement.get(key) ?? 0) + 1);
-  }
-
-  wrap(db: Db): Db {
-    const counted = (target: Queryable, inTransaction: boolean): Queryable => ({
-      query: (text, params) => {
-        this.count(text, inTransaction);
-        return target.query(text, params);
-      },
-    });
-    return {
-      kind: db.kind,
-      query: counted(db, false).query,
-      transaction: (fn) => {
-        this.transactions += 1;
-        return db.transaction((tx) => fn(counted(tx, true)));
-      },
-      listen: (channel, onNotify, onReconnect) => db.listen(channel, onNotify, onReconnect),
-      close: () => db.close(),
-    };
-  }
-
-  take(): { total: number; transactions: number; byStatement: Array<[string, number]> } {
-    const byStatement = [...this.byStatement.entries()].sort((a, b) => b[1] - a[1]);
-    const result = { total: byStatement.reduce((n, [, c]) => n + c, 0), transactions: this.transactions, byStatement };
-    this.byStatement = new Map();
-    this.transactions = 0;
-    return result;
-  }
 }
 
 const dbs = new Map<string, OpenDb>();
@@ -165,13 +109,17 @@ const handlers: Handlers = {
   async statements({ id }) {
     const server = servers.get(id);
     if (!server) throw new Error(`no server ${id}`);
-    return server.statements?.take() ?? { total: 0, transactions: 0, byStatement: [] };
+    return server.statements?.take() ?? StatementCounter.empty();
   },
 
   async sockets({ id }) {
     const server = servers.get(id);
     if (!server) throw new Error(`no server ${id}`);
     return { sockets: server.sockets() };
+  },
+
+  async cpu() {
+    return { ms: ownCpuMs() };
   },
 
   async memory() {

@@ -27,6 +27,8 @@ export interface Plan {
     warmupMs: number;
     measureMs: number;
     bucketMs: number;
+    /** Bound on waiting for the last replies after a window closes. */
+    drainMs: number;
     insertConnections: number;
     insertMs: number;
     concurrency: number;
@@ -51,6 +53,7 @@ export const PLANS: Record<ProfileName, Plan> = {
       warmupMs: 1_500,
       measureMs: 6_000,
       bucketMs: 250,
+      drainMs: 10_000,
       insertConnections: 16,
       insertMs: 4_000,
       concurrency: 64,
@@ -81,6 +84,7 @@ export const PLANS: Record<ProfileName, Plan> = {
       warmupMs: 300,
       measureMs: 1_000,
       bucketMs: 100,
+      drainMs: 2_000,
       insertConnections: 16,
       insertMs: 1_000,
       concurrency: 64,
@@ -99,6 +103,7 @@ export const PLANS: Record<ProfileName, Plan> = {
       warmupMs: 100,
       measureMs: 300,
       bucketMs: 100,
+      drainMs: 2_000,
       insertConnections: 2,
       insertMs: 200,
       concurrency: 8,

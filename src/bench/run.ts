@@ -117,6 +117,7 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
           secret: `bench-secret-${Math.random().toString(36).slice(2)}-${Date.now()}-0123456789abcdef`,
           prefix: `b${stamp.toLowerCase()}-${run}`,
           pgDb: "pg",
+          pgDbName: database.name,
           pgliteDb() {
             if (!options.pglite) return Promise.resolve(null);
             pgliteId ??= (async () => {
@@ -222,6 +223,7 @@ async function profileHotPath(
       secret: `bench-profile-${Math.random().toString(36).slice(2)}-0123456789abcdefghijklmnop`,
       prefix: `p${stamp.toLowerCase()}`,
       pgDb: "pg",
+      pgDbName: new URL(url).pathname.slice(1),
       pgliteDb: () => Promise.resolve(null),
     };
     await withServers(

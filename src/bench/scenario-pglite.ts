@@ -51,6 +51,7 @@ export async function runPgliteScenario(ctx: BenchContext): Promise<void> {
     warmupMs: ctx.plan.s3.warmupMs,
     measureMs: plan.measureMs,
     bucketMs: ctx.plan.s3.bucketMs,
+    drainMs: ctx.plan.s3.drainMs,
   });
   const rate = await measureInsertRate(ctx, 7, pglite, "pglite", 1, ctx.plan.s3.insertMs);
   ctx.rec.addScalar(7, "single-row insert commits/s, 1 connection", "pglite", "commits/s", rate);

@@ -10,11 +10,15 @@
  * after the steps with as many connections as the plan says and with one.
  */
 import { type BenchContext, ms, type ServerSpec, withServers } from "./context.js";
+import { ownCpuMs, postgresCpuMs } from "./cpu.js";
 import { summarize } from "./stats.js";
 import { type BenchSocket, closeAll, openMany, type Target } from "./ws-client.js";
 
 export interface StepResult {
   throughput: number;
+  /** Replies in the whole loop (warm-up and drain included) and its duration: for CPU per message. */
+  completedTotal: number;
+  elapsedMs: number;
   latencies: number[];
   perBucket: number[];
   errors: number;
@@ -42,6 +46,7 @@ export function driveClosedLoop(sockets: readonly BenchSocket[], options: Measur
   const perBucket: number[] = [];
   const latencies: number[] = [];
   let completed = 0;
+  let completedTotal = 0;
   let errors = 0;
   return new Promise((resolve) => {
     let finished = false;
@@ -53,6 +58,8 @@ export function driveClosedLoop(sockets: readonly BenchSocket[], options: Measur
       for (const socket of sockets) socket.onFrame = undefined;
       resolve({
         throughput: completed / (options.measureMs / 1000),
+        completedTotal,
+        elapsedMs: performance.now() - start,
         latencies,
         perBucket: Array.from(perBucket, (v) => v ?? 0),
         errors,
@@ -75,6 +82,7 @@ export function driveClosedLoop(sockets: readonly BenchSocket[], options: Measur
           const sent = sentAt.get(frame.requestId);
           socket.send({ type: "ack", seq: frame.seq });
           if (sent === undefined) return;
+          completedTotal += 1;
           const bucket = Math.floor((at - start) / options.bucketMs);
           perBucket[bucket] = (perBucket[bucket] ?? 0) + 1;
           if (at >= measureFrom && at < stopAt) {
@@ -110,6 +118,7 @@ export interface ThroughputOptions {
   warmupMs: number;
   measureMs: number;
   bucketMs: number;
+  drainMs: number;
 }
 
 /** Best throughput per mode and session count. */
@@ -130,11 +139,16 @@ export async function measureThroughput(
           sockets.set(target, await openMany(target, keys, { parallel: 50 }));
         }
         const saturated = new Set<Target>();
-        const stepBest = new Map<Target, { throughput: number; window: number; latencies: number[] }>();
+        const stepBest = new Map<
+          Target,
+          { throughput: number; window: number; latencies: number[]; cpu: CpuPerMessage }
+        >();
         for (const window of step.windows) {
           for (const target of targets) {
             if (saturated.has(target)) continue;
+            const before = await cpuSnapshot(ctx);
             const result = await driveClosedLoop(sockets.get(target) ?? [], { ...options, window });
+            const cpu = cpuPerMessage(before, await cpuSnapshot(ctx), result);
             const previous = stepBest.get(target);
             ctx.rec.addTimeSeries(
               options.scenario,
@@ -146,7 +160,10 @@ export async function measureThroughput(
             );
             const p50 = summarize(result.latencies).p50;
             ctx.progress(
-              `  s${options.scenario} ${target.mode} ${step.sessions} sessions × ${window}: ${result.throughput.toFixed(0)} msg/s, p50 ${ms(p50)}${result.errors ? `, ${result.errors} errors` : ""}`,
+              `  s${options.scenario} ${target.mode} ${step.sessions} sessions × ${window}: ${result.throughput.toFixed(0)} msg/s, p50 ${ms(p50)}${result.errors ? `, ${result.errors} errors` : ""}; ${cpu.text}`,
+            );
+            ctx.rec.note(
+              `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.throughput.toFixed(0)} msg/s; ${cpu.text}`,
             );
             if (result.errors > 0)
               ctx.rec.note(
@@ -154,11 +171,11 @@ export async function measureThroughput(
               );
             if (result.leftInFlight > 0) {
               ctx.rec.note(
-                `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.leftInFlight} messages unanswered after the drain deadline`,
+                `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.leftInFlight} messages still unanswered ${((options.drainMs ?? 0) / 1000).toFixed(0)} s after the window closed`,
               );
             }
             if (!previous || result.throughput > previous.throughput) {
-              stepBest.set(target, { throughput: result.throughput, window, latencies: result.latencies });
+              stepBest.set(target, { throughput: result.throughput, window, latencies: result.latencies, cpu });
             }
             if (previous && result.throughput < previous.throughput * 1.1) saturated.add(target);
           }
@@ -178,6 +195,39 @@ export async function measureThroughput(
             "ms",
             b.latencies,
           );
+          const label = `${step.sessions} sessions × ${b.window}`;
+          if (b.cpu.completed >= 10) {
+            ctx.rec.addScalar(
+              options.scenario,
+              `CPU per message, server process, ${label}`,
+              target.mode,
+              "ms",
+              b.cpu.host,
+            );
+            if (b.cpu.postgres !== null) {
+              ctx.rec.addScalar(
+                options.scenario,
+                `CPU per message, Postgres, ${label}`,
+                target.mode,
+                "ms",
+                b.cpu.postgres,
+              );
+            }
+            ctx.rec.addScalar(
+              options.scenario,
+              `CPU per message, bench clients, ${label}`,
+              target.mode,
+              "ms",
+              b.cpu.bench,
+            );
+            ctx.rec.addScalar(
+              options.scenario,
+              `server process CPU busy, ${label}`,
+              target.mode,
+              "% of a core",
+              b.cpu.hostBusy,
+            );
+          }
           let perMode = best.get(target.mode);
           if (!perMode) {
             perMode = new Map();
@@ -191,6 +241,53 @@ export async function measureThroughput(
     }
   });
   return best;
+}
+
+interface CpuSnapshot {
+  host: number;
+  bench: number;
+  postgres: number | null;
+}
+
+interface CpuPerMessage {
+  host: number;
+  bench: number;
+  postgres: number | null;
+  /** The server process's CPU over the loop, as a share of one core (%). */
+  hostBusy: number;
+  postgresBusy: number | null;
+  /** Replies the figures are per (too few make them meaningless). */
+  completed: number;
+  text: string;
+}
+
+async function cpuSnapshot(ctx: BenchContext): Promise<CpuSnapshot> {
+  const { ms: host } = await ctx.host.request("cpu", {});
+  return { host, bench: ownCpuMs(), postgres: postgresCpuMs(ctx.pgDbName) };
+}
+
+/** CPU per delivered message over a whole loop (warm-up and drain included), and how busy each side was. */
+function cpuPerMessage(before: CpuSnapshot, after: CpuSnapshot, result: StepResult): CpuPerMessage {
+  const n = Math.max(1, result.completedTotal);
+  const host = after.host - before.host;
+  const bench = after.bench - before.bench;
+  const postgres = after.postgres !== null && before.postgres !== null ? after.postgres - before.postgres : null;
+  const busy = (cpuMs: number) => (cpuMs / result.elapsedMs) * 100;
+  const perMessage = { host: host / n, bench: bench / n, postgres: postgres === null ? null : postgres / n };
+  const text =
+    `CPU/msg server ${perMessage.host.toFixed(2)} ms (${busy(host).toFixed(0)}% of a core)` +
+    (postgres === null ? "" : `, Postgres ${(postgres / n).toFixed(2)} ms (${busy(postgres).toFixed(0)}%)`) +
+    `, clients ${perMessage.bench.toFixed(2)} ms (${busy(bench).toFixed(0)}%)`;
+  return {
+    ...perMessage,
+    hostBusy: busy(host),
+    postgresBusy: postgres === null ? null : busy(postgres),
+    completed: result.completedTotal,
+    text:
+      result.completedTotal >= 10
+        ? text
+        : `CPU server ${busy(host).toFixed(0)}% of a core (too few replies for per-message figures)`,
+  };
 }
 
 /** Single-row insert commits per second on database `dbId` (the reference for a message's commits). */
@@ -226,6 +323,7 @@ export async function runThroughputScenario(ctx: BenchContext): Promise<void> {
     warmupMs: plan.warmupMs,
     measureMs: plan.measureMs,
     bucketMs: plan.bucketMs,
+    drainMs: plan.drainMs,
   });
   inserts.push(await measureInsertRate(ctx, 3, ctx.pgDb, "postgres", plan.insertConnections, plan.insertMs));
   single.push(await measureInsertRate(ctx, 3, ctx.pgDb, "postgres", 1, plan.insertMs));

@@ -71,10 +71,11 @@ describe.skipIf(!postgresAvailable)("sessiond bench --smoke [postgres]", () => {
     const plan = PLANS.smoke;
     const modesOf = (scenario: number, metric: RegExp) =>
       run.series.filter((s) => s.scenario === scenario && metric.test(s.metric)).map((s) => [s.mode, s.stats.n]);
-    expect(modesOf(1, /statement end/)).toEqual([
+    expect(modesOf(1, /statement end → run start/)).toEqual([
       ["notify", plan.s1.rounds * plan.s1.notifySamples],
       ["poll-only", plan.s1.rounds * plan.s1.pollSamples],
     ]);
+    expect(modesOf(1, /NOTIFY heard/)).toEqual([["notify", plan.s1.rounds * plan.s1.notifySamples]]);
     expect(modesOf(2, /model 0 ms/)).toEqual([
       ["sessiond", plan.s2.rounds * plan.s2.fastSamples],
       ["direct", plan.s2.rounds * plan.s2.fastSamples],
