@@ -430,7 +430,7 @@ class ChatSession {
         }
         if (token !== undefined) this.token = token;
       }
-      this.connect();
+      if (!this.ws && !this.ended) this.connect(); // (the `online` event may have reconnected meanwhile)
     }, delay);
   }
 
