@@ -166,7 +166,7 @@ function histogramPanel(title: string, series: readonly SeriesResult[], summary:
           }
         }
         const legend = d.row
-          ? `${d.mode}: n=${d.total}  p50 ${fmt(d.row.p50)}  p99 ${fmt(d.row.p99)} ${series[0]?.unit ?? ""}`
+          ? `${d.mode}: n=${d.row.n}  p50 ${fmt(d.row.p50)}  p99 ${fmt(d.row.p99)} ${series[0]?.unit ?? ""}`
           : d.mode;
         const ly = y0 + PAD.top + 2 + i * 14;
         parts.push(`<rect x="${x0 + PAD.left}" y="${ly - 9}" width="10" height="10" fill="${c}"/>`);
@@ -181,11 +181,7 @@ function histogramPanel(title: string, series: readonly SeriesResult[], summary:
 }
 
 /** Throughput over time: every step of a scenario laid end to end, one colour per mode. */
-function timelinePanel(
-  title: string,
-  series: readonly TimeSeriesResult[],
-  reference?: { label: string; value: number },
-): Panel {
+function timelinePanel(title: string, series: readonly TimeSeriesResult[]): Panel {
   return {
     title,
     render(x0, y0, w, h) {
@@ -193,7 +189,7 @@ function timelinePanel(
       const plotH = h - PAD.top - PAD.bottom;
       const totalMs = series.reduce((sum, s) => sum + s.values.length * s.bucketMs, 0);
       if (totalMs === 0) return text(x0 + PAD.left, y0 + h / 2, "no data", 'font-size="12" fill="#888"');
-      const maxY = Math.max(1, reference?.value ?? 0, ...series.flatMap((s) => s.values)) * 1.1;
+      const maxY = Math.max(1, ...series.flatMap((s) => s.values)) * 1.1;
       const px = (msValue: number) => x0 + PAD.left + (msValue / totalMs) * plotW;
       const py = (v: number) => y0 + PAD.top + plotH - (v / maxY) * plotH;
       const parts: string[] = [];
@@ -224,15 +220,6 @@ function timelinePanel(
           `<line x1="${px(offset)}" y1="${y0 + PAD.top}" x2="${px(offset)}" y2="${y0 + PAD.top + plotH}" stroke="#f2f2f2"/>`,
         );
       }
-      if (reference) {
-        const ry = py(reference.value);
-        parts.push(
-          `<line x1="${x0 + PAD.left}" y1="${ry}" x2="${x0 + PAD.left + plotW}" y2="${ry}" stroke="#7f7f7f" stroke-dasharray="6 3"/>`,
-        );
-        parts.push(
-          text(x0 + PAD.left + 4, ry - 4, `${reference.label}: ${fmt(reference.value)}`, 'font-size="10" fill="#555"'),
-        );
-      }
       modes.forEach((mode, i) => {
         const ly = y0 + 34;
         parts.push(
@@ -253,6 +240,13 @@ function timelinePanel(
   };
 }
 
+/** A bar's metric, shortened: "throughput, 100 sessions (best window 4)" → "100 sessions, 4 in flight". */
+function barLabel(metric: string): string {
+  const step = /^throughput, (\d[\d,]*) sessions \(best window (\d+)\)$/.exec(metric);
+  if (step) return `${step[1]} sessions, ${step[2]} in flight`;
+  return metric.replace(/^single-row insert commits\/s, /, "inserts, ").replace(/ \(best of before\/after\)$/, "");
+}
+
 /** Horizontal bars of single numbers (medians across runs). */
 function barsPanel(title: string, rows: ReadonlyArray<ScalarResult & { spread?: [number, number] }>): Panel {
   return {
@@ -268,7 +262,12 @@ function barsPanel(title: string, rows: ReadonlyArray<ScalarResult & { spread?: 
         const c = color(r.mode, modes.indexOf(r.mode));
         const bw = Math.max(1, (r.value / max) * plotW);
         parts.push(
-          text(x0 + 240, y + barH * 0.7, shorten(`${r.metric} — ${r.mode}`, 46), 'font-size="10" text-anchor="end"'),
+          text(
+            x0 + 240,
+            y + barH * 0.7,
+            shorten(`${barLabel(r.metric)} — ${r.mode}`, 46),
+            'font-size="10" text-anchor="end"',
+          ),
         );
         parts.push(
           `<rect x="${x0 + 245}" y="${y}" width="${bw.toFixed(1)}" height="${barH}" fill="${c}" fill-opacity="0.8"/>`,
@@ -288,7 +287,6 @@ function barsPanel(title: string, rows: ReadonlyArray<ScalarResult & { spread?: 
 const HISTOGRAM_METRICS: Array<[number, RegExp]> = [
   [1, /statement end/],
   [2, /model 0 ms/],
-  [2, /model [1-9]\d* ms\/token/],
   [3, /under load/],
   [4, /token lag/],
   [7, /model 0 ms/],
@@ -317,16 +315,7 @@ export function renderChart(result: BenchResult): string {
   for (const scenario of [3, 7]) {
     const ts = firstRun?.timeseries.filter((t) => t.scenario === scenario) ?? [];
     if (ts.length === 0) continue;
-    const insert = result.scalarSummary.find(
-      (s) => s.scenario === scenario && /insert commits\/s, \d+ connections/.test(s.metric),
-    );
-    panels.push(
-      timelinePanel(
-        `S${scenario} · throughput over time (delivered messages/s)`,
-        ts,
-        insert ? { label: "single-row insert commits/s", value: insert.value } : undefined,
-      ),
-    );
+    panels.push(timelinePanel(`S${scenario} · throughput over time (delivered messages/s)`, ts));
   }
   const barGroups: Array<[string, (s: ScalarResult) => boolean]> = [
     [
