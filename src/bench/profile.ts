@@ -2,7 +2,10 @@
  * Summarises a V8 CPU profile (`node --cpu-prof`): self time per function
  * and per category (driver, LangChain/LangGraph, ws, zod, sessiond's own
  * code, garbage collection, idle…). Each sample's time is the gap to the
- * next sample, attributed to the function on top of the stack.
+ * next sample, attributed to the function on top of the stack. A second
+ * view charges natives (builtins, node internals, GC) to the nearest caller
+ * that belongs to a component, so each component's total includes the
+ * runtime work it caused.
  */
 import { readFile } from "node:fs/promises";
 import { relative } from "node:path";
@@ -11,6 +14,7 @@ import type { ProfileEntry, ProfileSummary } from "./result.js";
 interface CpuProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -36,6 +40,15 @@ const CATEGORIES: Array<[RegExp, string]> = [
   [/^node:|^internal\//, "node internals"],
   [/node_modules\//, "other packages"],
 ];
+
+/** Categories that are not anyone's code: their time is charged to the nearest caller that is. */
+const UNOWNED = new Set([
+  "V8 / native builtins",
+  "node internals",
+  "V8 / native (program)",
+  "root",
+  "garbage collection",
+]);
 
 function category(name: string, url: string): string {
   if (name === "(garbage collector)") return "garbage collection";
@@ -67,8 +80,26 @@ export async function summarizeCpuProfile(file: string, workload: string, top = 
     const id = profile.samples[i] as number;
     selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, next));
   }
+  const parents = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+  const categoryOf = (node: CpuProfileNode) =>
+    category(node.callFrame.functionName || "(anonymous)", node.callFrame.url);
+  /** The category of the nearest caller that is code of ours or of a package (natives charged to who called them). */
+  const ownerOf = (id: number): string => {
+    let current: number | undefined = id;
+    while (current !== undefined) {
+      const node = nodes.get(current);
+      if (!node) break;
+      const cat = categoryOf(node);
+      if (!UNOWNED.has(cat)) return cat;
+      current = parents.get(current);
+    }
+    const own = nodes.get(id);
+    return own ? categoryOf(own) : "other";
+  };
   const byFunction = new Map<string, ProfileEntry>();
   const byCategory = new Map<string, number>();
+  const byOwner = new Map<string, number>();
   let sampledUs = 0;
   let idleUs = 0;
   for (const [id, us] of selfUs) {
@@ -80,6 +111,8 @@ export async function summarizeCpuProfile(file: string, workload: string, top = 
     sampledUs += us;
     if (cat === "idle") idleUs += us;
     byCategory.set(cat, (byCategory.get(cat) ?? 0) + us);
+    const owner = ownerOf(id);
+    byOwner.set(owner, (byOwner.get(owner) ?? 0) + us);
     const key = `${name}@${url}:${lineNumber}`;
     const entry = byFunction.get(key) ?? {
       functionName: name,
@@ -109,6 +142,10 @@ export async function summarizeCpuProfile(file: string, workload: string, top = 
         selfMs: round(us / 1000),
         selfPercent: cat === "idle" ? 0 : round(percent(us / 1000)),
       }))
+      .sort((a, b) => b.selfMs - a.selfMs),
+    byOwner: [...byOwner.entries()]
+      .filter(([owner]) => owner !== "idle")
+      .map(([owner, us]) => ({ category: owner, selfMs: round(us / 1000), selfPercent: round(percent(us / 1000)) }))
       .sort((a, b) => b.selfMs - a.selfMs),
     file,
   };

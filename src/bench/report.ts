@@ -193,6 +193,13 @@ export function formatProfile(profile: ProfileSummary): string[] {
       ]),
     ).map((l) => `  ${l}`),
   );
+  lines.push("", "  natives charged to the component that called them:");
+  lines.push(
+    ...formatTable(
+      [{ header: "component" }, { header: "ms", align: "right" }, { header: "% of busy", align: "right" }],
+      profile.byOwner.map((c) => [c.category, num(c.selfMs), `${num(c.selfPercent)} %`]),
+    ).map((l) => `  ${l}`),
+  );
   lines.push("");
   lines.push(
     ...formatTable(

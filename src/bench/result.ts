@@ -106,6 +106,8 @@ export interface ProfileSummary {
   sampledMs: number;
   top: ProfileEntry[];
   byCategory: Array<{ category: string; selfMs: number; selfPercent: number }>;
+  /** Natives charged to the nearest component that called them. */
+  byOwner: Array<{ category: string; selfMs: number; selfPercent: number }>;
   file: string;
 }
 

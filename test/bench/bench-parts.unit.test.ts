@@ -147,24 +147,31 @@ describe("CPU profile summary", () => {
         file,
         JSON.stringify({
           nodes: [
-            { id: 1, callFrame: frame("(root)", "") },
+            { id: 1, callFrame: frame("(root)", ""), children: [2, 3, 4] },
             { id: 2, callFrame: frame("(idle)", "") },
-            { id: 3, callFrame: frame("parse", "file:///app/node_modules/postgres/src/connection.js") },
+            { id: 3, callFrame: frame("parse", "file:///app/node_modules/postgres/src/connection.js"), children: [5] },
             { id: 4, callFrame: frame("commitRun", "file:///app/src/session/leases.ts") },
+            { id: 5, callFrame: frame("writev", "") },
           ],
           startTime: 0,
-          endTime: 10_000,
-          samples: [3, 3, 4, 2, 3],
-          timeDeltas: [0, 1000, 1000, 2000, 4000],
+          endTime: 11_000,
+          samples: [3, 3, 4, 2, 5, 3],
+          timeDeltas: [0, 1000, 1000, 2000, 4000, 1000],
         }),
       );
       const summary = await summarizeCpuProfile(file, "test");
-      // Sample i lasts until sample i+1: parse 1 ms + 1 ms (+ 0 for the last), commitRun 2 ms, idle 4 ms.
+      // Sample i lasts until sample i+1: parse 1 + 1 ms (+ 0 for the last), commitRun 2 ms, idle 4 ms, writev 1 ms.
       expect(summary.top.map((e) => [e.functionName, e.selfMs, e.category])).toEqual([
         ["parse", 2, "postgres.js driver"],
         ["commitRun", 2, "sessiond"],
+        ["writev", 1, "V8 / native builtins"],
       ]);
-      expect(summary.top[0]?.selfPercent).toBe(50);
+      expect(summary.top[0]?.selfPercent).toBe(40);
+      // The native writev is charged to the driver that called it.
+      expect(summary.byOwner).toEqual([
+        { category: "postgres.js driver", selfMs: 3, selfPercent: 60 },
+        { category: "sessiond", selfMs: 2, selfPercent: 40 },
+      ]);
       expect(summary.top[0]?.location).toBe("postgres/src/connection.js:10");
       expect(summary.byCategory.find((c) => c.category === "idle")?.selfMs).toBe(4);
     } finally {
