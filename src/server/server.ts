@@ -24,6 +24,9 @@ import { Metrics } from "./metrics.js";
 import { CloseCode, SUBPROTOCOL } from "./protocol.js";
 import { TokenRelay } from "./token-relay.js";
 
+/** How long /readyz waits for the database to answer `select 1` before it reports it down. */
+const READINESS_PROBE_MS = 2_000;
+
 export interface StartServerOptions extends ServerConfigInput {
   /** Use this open database (it is not closed by close()); else one is opened from the config. */
   db?: Db;
@@ -163,13 +166,19 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
       streams,
       draining: () => draining,
       async readiness() {
-        let database = false;
-        try {
-          await runtime.db.query("select 1");
-          database = true;
-        } catch {
-          database = false;
-        }
+        // Bounded: while the database refuses connections, the driver queues a query
+        // behind its reconnect backoff (up to 20 s), and /readyz must say "not ready" now.
+        let timer: NodeJS.Timeout | undefined;
+        const database = await Promise.race([
+          runtime.db.query("select 1").then(
+            () => true,
+            () => false,
+          ),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(false), READINESS_PROBE_MS);
+          }),
+        ]);
+        clearTimeout(timer);
         return {
           database,
           listener: hub.listening && (!config.processing || runtime.processor.listening),
