@@ -7,6 +7,7 @@ export {
   type Db,
   DbError,
   type DbKind,
+  isConnectionError,
   type Listener,
   type Queryable,
   type Row,

@@ -69,3 +69,34 @@ export function toDbError(error: unknown): unknown {
   }
   return error;
 }
+
+/** Driver error codes (postgres.js, Node sockets) of a connection that failed or was lost. */
+const CONNECTION_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
+
+/**
+ * True when `error` says the database could not be reached (or dropped the
+ * connection), not that the statement failed: SQLSTATE class 08, an
+ * administrator or crash shutdown (57P01..57P03), too many connections
+ * (53300), a database that refuses connections, or a driver/socket error.
+ * Such an error is the infrastructure's, and whatever was attempted can be
+ * redone once the database is back.
+ */
+export function isConnectionError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== "string") return false;
+  if (CONNECTION_CODES.has(code)) return true;
+  if (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "53300")
+    return true;
+  // ALTER DATABASE … ALLOW_CONNECTIONS false: raised at connection start with a generic SQLSTATE.
+  return code === "55000" && /is not currently accepting connections/.test(error.message);
+}

@@ -23,7 +23,7 @@
  *   reconnects) is only the fallback; in poll-only mode it is all there is.
  */
 import { randomUUID } from "node:crypto";
-import { Channels, type Db, DbError, type Listener, parseSeqPairs } from "../db/index.js";
+import { Channels, type Db, DbError, isConnectionError, type Listener, parseSeqPairs } from "../db/index.js";
 import type { PendingEffect } from "../effects/emit.js";
 import type { SessionEvent } from "../events/index.js";
 import {
@@ -357,7 +357,9 @@ export class SessionProcessor {
         released = false;
       }
     } catch (error) {
-      if (!(error instanceof LeaseLostError) && !this.#stopping) {
+      if (isConnectionError(error)) {
+        this.#log.warn({ sessionKey, err: error }, "database unreachable; the session is left to the sweep");
+      } else if (!(error instanceof LeaseLostError) && !this.#stopping) {
         this.#log.error({ sessionKey, err: error }, "session loop failed");
       }
     } finally {
@@ -405,6 +407,9 @@ export class SessionProcessor {
           throw new LeaseLostError(sessionKey);
         }
         if (this.#stopping) throw error;
+        // The database failed, not the run: no attempt is spent and no failure is recorded.
+        // The loop ends; whoever holds the lease once the database is back redoes the event.
+        if (isConnectionError(error)) throw error;
         if (state.interrupting) return; // the loop re-reads and runs the newer message with this one
         const permanent = isPermanent(error);
         this.#log.warn({ sessionKey, seq: last.seq, attempt, err: error, permanent }, "run failed");
