@@ -58,6 +58,10 @@ export const SqlState = {
   objectNotInPrerequisiteState: "55000",
   lockNotAvailable: "55P03",
   invalidTextRepresentation: "22P02",
+  /** A NUL character in a text value (Postgres text cannot hold one). */
+  characterNotInRepertoire: "22021",
+  /** `\u0000` in a jsonb value. */
+  untranslatableCharacter: "22P05",
 } as const;
 
 /** Wraps a driver error as a DbError when it carries a SQLSTATE. */

@@ -53,7 +53,9 @@ export function appendErrorCode(error: unknown): ErrorCode | undefined {
     if (
       error.code === SqlState.checkViolation ||
       error.code === SqlState.invalidParameter ||
-      error.code === SqlState.invalidTextRepresentation
+      error.code === SqlState.invalidTextRepresentation ||
+      error.code === SqlState.characterNotInRepertoire ||
+      error.code === SqlState.untranslatableCharacter
     ) {
       return ErrorCode.badFrame;
     }
