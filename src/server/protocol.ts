@@ -66,7 +66,28 @@ export const MessageFrameSchema = z.object({
 });
 export const AckFrameSchema = z.object({ type: z.literal("ack"), seq });
 export const ResumeFrameSchema = z.object({ type: z.literal("resume"), after: seq });
-export const AnswerFrameSchema = z.object({ type: z.literal("answer"), requestId, value: z.unknown() });
+/** How deeply an answer's `value` may nest: deeper JSON overflows the serialisers on its way to the database. */
+export const MAX_VALUE_DEPTH = 64;
+
+/** True when `value` nests at most `max` levels of arrays/objects (checked without recursion). */
+export function nestsAtMost(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const [node, depth] = item;
+    if (node === null || typeof node !== "object") continue;
+    if (depth >= max) return false;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
+export const AnswerFrameSchema = z.object({
+  type: z.literal("answer"),
+  requestId,
+  value: z
+    .unknown()
+    .refine((v) => nestsAtMost(v, MAX_VALUE_DEPTH), `value nests deeper than ${MAX_VALUE_DEPTH} levels`),
+});
 
 /** Client → server frames, by type. Unknown fields are ignored. */
 export const ClientFrameSchemas = {
