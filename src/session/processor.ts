@@ -445,13 +445,16 @@ export class SessionProcessor {
     startedAt: Date,
   ): Promise<void> {
     const last = batch[batch.length - 1] as SessionEvent;
-    const code = error instanceof UnsupportedEventError ? "unsupported_event" : "run_failed";
-    const message = describeError(error).slice(0, 2000);
+    const unsupported = error instanceof UnsupportedEventError;
+    const detail = describeError(error).slice(0, 2000);
+    // The client is told what happened, never the internals (error classes, driver or model
+    // texts): those stay in event_outcomes.error for operators (`sessiond audit`).
+    const message = unsupported ? "this kind of event cannot be answered" : "the agent could not answer this message";
     await this.#commit(sessionKey, state, [
       ...batch.slice(0, -1).map((e) => this.#supersededOutcome(e, startedAt)),
       {
-        outcome: { seq: last.seq, status: "failed", error: message, attempts, startedAt },
-        effects: [this.#errorEffect(last, code, message)],
+        outcome: { seq: last.seq, status: "failed", error: detail, attempts, startedAt },
+        effects: [this.#errorEffect(last, unsupported ? "unsupported_event" : "run_failed", message)],
       },
     ]);
   }
