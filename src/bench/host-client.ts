@@ -35,6 +35,8 @@ export class HostProcess {
         resolve(code);
       });
     });
+    // Send failures reach the callback of send(); anything else shows in the replies' rejections.
+    child.on("error", () => {});
     child.on("message", (message: HostReply) => {
       if (!("id" in message)) return;
       const waiter = this.#pending.get(message.id);
@@ -91,7 +93,9 @@ export class HostProcess {
     params: HostCommands[C]["params"],
     timeoutMs = 120_000,
   ): Promise<HostCommands[C]["result"]> {
-    if (this.#exitCode !== undefined) return Promise.reject(new Error("the bench host has exited"));
+    if (this.#exitCode !== undefined || !this.#child.connected) {
+      return Promise.reject(new Error("the bench host has exited"));
+    }
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -108,8 +112,17 @@ export class HostProcess {
           reject(error);
         },
       });
-      this.#child.send({ id, command, params });
+      this.#child.send({ id, command, params }, (error) => {
+        if (!error) return;
+        this.#pending.get(id)?.reject(new Error(`bench host: ${command}: ${error.message}`));
+        this.#pending.delete(id);
+      });
     });
+  }
+
+  /** Kills the host at once (the bench was interrupted); pending requests reject. */
+  kill(): void {
+    if (this.#exitCode === undefined) this.#child.kill("SIGKILL");
   }
 
   /** Asks the host to close everything and exit; kills it if it does not within the deadline. */

@@ -42,7 +42,7 @@ export interface Plan {
 export const PLANS: Record<ProfileName, Plan> = {
   full: {
     name: "full",
-    s1: { rounds: 5, notifySamples: 200, pollSamples: 20, sweepMs: 2_000, gapMs: 3 },
+    s1: { rounds: 5, notifySamples: 200, pollSamples: 12, sweepMs: 2_000, gapMs: 3 },
     s2: { rounds: 5, fastSamples: 100, slowSamples: 4, slowTokenDelayMs: 100, sessions: 10 },
     s3: {
       steps: [

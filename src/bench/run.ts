@@ -54,6 +54,14 @@ export interface BenchOptions {
   command?: string;
 }
 
+/** The bench was stopped by a signal (after cleaning up). */
+export class BenchInterrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}`);
+    this.name = "BenchInterrupted";
+  }
+}
+
 export interface BenchOutput {
   result: BenchResult;
   jsonPath: string;
@@ -98,14 +106,27 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
   const failures: string[] = [];
   let profile: ProfileSummary | null = null;
   const pgliteDirs: string[] = [];
+  // Ctrl-C or a kill: stop the host at once, then let the finally below drop
+  // the throwaway database and the PGlite directories before giving up.
+  let interrupted: NodeJS.Signals | undefined;
+  const hosts = new Set<HostProcess>();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = signal;
+    options.progress(`${signal}: stopping and cleaning up`);
+    for (const host of hosts) host.kill();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
-    for (let run = 1; run <= options.runs; run++) {
+    for (let run = 1; run <= options.runs && !interrupted; run++) {
       const rec = new Recorder();
       const runStarted = new Date();
       const uptimeBefore = uptime();
       const loadBefore = loadavg();
       options.progress(`run ${run}/${options.runs} (${plan.name}) — ${uptimeBefore}`);
       const host = await HostProcess.start({ logFile });
+      hosts.add(host);
       try {
         await host.request("openDb", { id: "pg", kind: "postgres", url: database.url, poolMax: 10 });
         let pgliteId: Promise<string | null> | undefined;
@@ -132,7 +153,7 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
         };
         for (const id of options.scenarios) {
           const scenario = SCENARIOS[id];
-          if (!scenario) continue;
+          if (!scenario || interrupted) continue;
           const began = performance.now();
           options.progress(`scenario ${id}: ${scenario.title}`);
           try {
@@ -147,6 +168,7 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
         }
       } finally {
         await host.stop();
+        hosts.delete(host);
       }
       const finishedAt = new Date();
       runs.push({
@@ -165,13 +187,18 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
         notes: rec.notes,
       });
     }
-    if (options.cpuProfile) profile = await profileHotPath(options, database.url, outDir, stamp, logFile);
+    if (options.cpuProfile && !interrupted) {
+      profile = await profileHotPath(options, database.url, outDir, stamp, logFile, hosts);
+    }
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     await database
       .drop()
       .catch((error: Error) => options.progress(`could not drop ${database.name}: ${error.message}`));
     for (const dir of pgliteDirs) await rm(dir, { recursive: true, force: true });
   }
+  if (interrupted) throw new BenchInterrupted(interrupted);
 
   const result: BenchResult = {
     version: 1,
@@ -205,6 +232,7 @@ async function profileHotPath(
   outDir: string,
   stamp: string,
   logFile: string,
+  hosts: Set<HostProcess>,
 ): Promise<ProfileSummary | null> {
   const plan = PLANS[options.profile];
   const file = join(outDir, `bench-${stamp}.cpuprofile`);
@@ -212,6 +240,7 @@ async function profileHotPath(
   const measureMs = plan.name === "full" ? 10_000 : plan.name === "quick" ? 3_000 : 300;
   options.progress(`profile: ${sessions} sessions × 1 in flight for ${measureMs} ms under the CPU profiler`);
   const host = await HostProcess.start({ logFile });
+  hosts.add(host);
   const rec = new Recorder();
   try {
     await host.request("openDb", { id: "pg", kind: "postgres", url, poolMax: 10 });
@@ -253,6 +282,7 @@ async function profileHotPath(
     );
   } finally {
     await host.stop();
+    hosts.delete(host);
   }
   return summarizeCpuProfile(file, `${sessions} sessions × 1 message in flight, ${measureMs} ms, Postgres`);
 }

@@ -11,7 +11,7 @@ import { z } from "zod";
 import { DEFAULT_ADMIN_URL } from "../bench/database.js";
 import type { ProfileName } from "../bench/plan.js";
 import { formatReport } from "../bench/report.js";
-import { runBench, SCENARIOS } from "../bench/run.js";
+import { BenchInterrupted, runBench, SCENARIOS } from "../bench/run.js";
 import type { CliIo } from "./command.js";
 
 export const BENCH_USAGE = `usage:
@@ -138,18 +138,25 @@ export async function runBenchCommand(
   const progress = options.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
   const started = performance.now();
 
-  const output = await runBench({
-    profile,
-    scenarios: chosen,
-    runs: runs.data,
-    cpuProfile: values.profile ?? false,
-    outDir: values.out ?? ".bench",
-    ...(databaseUrl ? { databaseUrl } : {}),
-    ...(adminUrl ? { adminUrl } : {}),
-    pglite: !values["no-pglite"],
-    progress,
-    command: `sessiond bench ${argv.join(" ")}`.trim(),
-  });
+  let output: Awaited<ReturnType<typeof runBench>>;
+  try {
+    output = await runBench({
+      profile,
+      scenarios: chosen,
+      runs: runs.data,
+      cpuProfile: values.profile ?? false,
+      outDir: values.out ?? ".bench",
+      ...(databaseUrl ? { databaseUrl } : {}),
+      ...(adminUrl ? { adminUrl } : {}),
+      pglite: !values["no-pglite"],
+      progress,
+      command: `sessiond bench ${argv.join(" ")}`.trim(),
+    });
+  } catch (error) {
+    if (!(error instanceof BenchInterrupted)) throw error;
+    out(`sessiond bench: ${error.message}; nothing written, the throwaway database is dropped`);
+    return 130;
+  }
   for (const line of formatReport(output.result)) out(line);
   out(`results: ${output.jsonPath}`);
   out(`chart:   ${output.svgPath}`);
