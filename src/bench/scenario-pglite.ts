@@ -49,6 +49,7 @@ export async function runPgliteScenario(ctx: BenchContext): Promise<void> {
     ],
     steps: plan.steps,
     warmupMs: ctx.plan.s3.warmupMs,
+    maxWarmupMs: ctx.plan.s3.maxWarmupMs,
     measureMs: plan.measureMs,
     bucketMs: ctx.plan.s3.bucketMs,
     drainMs: ctx.plan.s3.drainMs,

@@ -5,7 +5,8 @@
  * message). For each session count the in-flight window grows until the
  * throughput stops rising by 10 % (saturation). Steps alternate between the
  * servers compared. A message counts when its durable `message` frame
- * arrives inside the measurement window (after a warm-up). Next to it: the
+ * arrives inside the measurement window, which opens once the loop is in a
+ * steady state (see driveClosedLoop). Next to it: the
  * single-row insert commit rate of the same database, measured before and
  * after the steps with as many connections as the plan says and with one.
  */
@@ -15,8 +16,15 @@ import { summarize } from "./stats.js";
 import { type BenchSocket, closeAll, openMany, type Target } from "./ws-client.js";
 
 export interface StepResult {
+  /** Replies per second inside the measurement window. */
   throughput: number;
-  /** Replies in the whole loop (warm-up and drain included) and its duration: for CPU per message. */
+  /** Replies over the whole loop (warm-up and drain included) per second of it. */
+  wholeLoopThroughput: number;
+  /** False when the warm-up bound passed before nine in ten sockets had a reply (no steady state). */
+  steady: boolean;
+  /** How long the warm-up lasted. */
+  warmupMs: number;
+  /** Replies in the whole loop and its duration: for CPU per message. */
   completedTotal: number;
   elapsedMs: number;
   latencies: number[];
@@ -26,7 +34,9 @@ export interface StepResult {
 }
 
 interface MeasureOptions {
+  /** Shortest warm-up. It lasts until nine in ten sockets had a reply (the pipeline is full), at most `maxWarmupMs`. */
   warmupMs: number;
+  maxWarmupMs?: number;
   measureMs: number;
   bucketMs: number;
   window: number;
@@ -37,27 +47,44 @@ interface MeasureOptions {
 /** Request ids stay unique across calls: sessiond would answer a repeated one as a duplicate, with no reply. */
 let requestCounter = 0;
 
-/** Drives `sockets` in a closed loop with `window` messages in flight each. */
+/**
+ * Drives `sockets` in a closed loop with `window` messages in flight each.
+ * The measurement window opens once the loop is in a steady state: after
+ * the minimum warm-up and once nine in ten sockets had a reply (with S
+ * sessions and latency L, the first replies take L to come back; counting
+ * from the first send would measure the ramp, not the rate).
+ */
 export function driveClosedLoop(sockets: readonly BenchSocket[], options: MeasureOptions): Promise<StepResult> {
   const start = performance.now();
-  const measureFrom = start + options.warmupMs;
-  const stopAt = measureFrom + options.measureMs;
+  let measureFrom = Number.POSITIVE_INFINITY;
+  let stopAt = Number.POSITIVE_INFINITY;
+  let steady = false;
+  const replied = new Set<BenchSocket>();
   const sentAt = new Map<string, number>();
   const perBucket: number[] = [];
   const latencies: number[] = [];
   let completed = 0;
   let completedTotal = 0;
+  let lastReplyAt = start;
   let errors = 0;
   return new Promise((resolve) => {
     let finished = false;
+    let minWarmupPassed = false;
+    let drainTimer: NodeJS.Timeout | undefined;
+    let stopTimer: NodeJS.Timeout | undefined;
     const finish = () => {
       if (finished) return;
       finished = true;
       clearTimeout(drainTimer);
       clearTimeout(stopTimer);
+      clearTimeout(minTimer);
+      clearTimeout(maxTimer);
       for (const socket of sockets) socket.onFrame = undefined;
       resolve({
         throughput: completed / (options.measureMs / 1000),
+        wholeLoopThroughput: completedTotal / (Math.max(1, lastReplyAt - start) / 1000),
+        steady,
+        warmupMs: measureFrom - start,
         completedTotal,
         elapsedMs: performance.now() - start,
         latencies,
@@ -66,6 +93,27 @@ export function driveClosedLoop(sockets: readonly BenchSocket[], options: Measur
         leftInFlight: sentAt.size,
       });
     };
+    const openWindow = (isSteady: boolean) => {
+      if (measureFrom !== Number.POSITIVE_INFINITY) return;
+      steady = isSteady;
+      measureFrom = performance.now();
+      stopAt = measureFrom + options.measureMs;
+      stopTimer = setTimeout(() => {
+        if (sentAt.size === 0) finish();
+        else drainTimer = setTimeout(finish, options.drainMs ?? 10_000);
+      }, options.measureMs);
+    };
+    const maybeSteady = () => {
+      if (minWarmupPassed && replied.size >= Math.ceil(sockets.length * 0.9)) openWindow(true);
+    };
+    const minTimer = setTimeout(() => {
+      minWarmupPassed = true;
+      maybeSteady();
+    }, options.warmupMs);
+    const maxTimer = setTimeout(
+      () => openWindow(false),
+      Math.max(options.warmupMs, options.maxWarmupMs ?? options.warmupMs),
+    );
     const sendOne = (socket: BenchSocket) => {
       const requestId = `${socket.sessionKey}-m${requestCounter++}`;
       sentAt.set(requestId, performance.now());
@@ -83,11 +131,16 @@ export function driveClosedLoop(sockets: readonly BenchSocket[], options: Measur
           socket.send({ type: "ack", seq: frame.seq });
           if (sent === undefined) return;
           completedTotal += 1;
+          lastReplyAt = at;
           const bucket = Math.floor((at - start) / options.bucketMs);
           perBucket[bucket] = (perBucket[bucket] ?? 0) + 1;
           if (at >= measureFrom && at < stopAt) {
             completed += 1;
             latencies.push(at - sent);
+          }
+          if (!replied.has(socket)) {
+            replied.add(socket);
+            maybeSteady();
           }
           settleOne(socket, frame.requestId);
         } else if (
@@ -103,11 +156,6 @@ export function driveClosedLoop(sockets: readonly BenchSocket[], options: Measur
       };
     }
     for (let i = 0; i < options.window; i++) for (const socket of sockets) sendOne(socket);
-    let drainTimer: NodeJS.Timeout | undefined;
-    const stopTimer = setTimeout(() => {
-      if (sentAt.size === 0) finish();
-      else drainTimer = setTimeout(finish, options.drainMs ?? 10_000);
-    }, stopAt - performance.now());
   });
 }
 
@@ -116,6 +164,7 @@ export interface ThroughputOptions {
   specs: ServerSpec[];
   steps: Array<{ sessions: number; windows: number[] }>;
   warmupMs: number;
+  maxWarmupMs: number;
   measureMs: number;
   bucketMs: number;
   drainMs: number;
@@ -159,25 +208,28 @@ export async function measureThroughput(
               result.perBucket.map((v) => v * (1000 / options.bucketMs)),
             );
             const p50 = summarize(result.latencies).p50;
-            ctx.progress(
-              `  s${options.scenario} ${target.mode} ${step.sessions} sessions × ${window}: ${result.throughput.toFixed(0)} msg/s, p50 ${ms(p50)}${result.errors ? `, ${result.errors} errors` : ""}; ${cpu.text}`,
-            );
-            ctx.rec.note(
-              `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.throughput.toFixed(0)} msg/s; ${cpu.text}`,
-            );
+            // Without a steady state inside the warm-up bound the window saw a ramp; the
+            // whole loop (every reply over first send to last reply) is the fairer rate then.
+            const rate = result.steady ? result.throughput : result.wholeLoopThroughput;
+            const how = result.steady
+              ? `steady after ${(result.warmupMs / 1000).toFixed(1)} s`
+              : `NO steady state within ${(result.warmupMs / 1000).toFixed(1)} s: whole-loop rate (window ${result.throughput.toFixed(0)} msg/s)`;
+            const line = `${step.sessions} sessions × ${window}: ${rate.toFixed(0)} msg/s (${how}), p50 ${ms(p50)}${result.errors ? `, ${result.errors} errors` : ""}; ${cpu.text}`;
+            ctx.progress(`  s${options.scenario} ${target.mode} ${line}`);
+            ctx.rec.note(`s${options.scenario} ${target.mode} ${line}`);
             if (result.errors > 0)
               ctx.rec.note(
                 `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.errors} error frames`,
               );
             if (result.leftInFlight > 0) {
               ctx.rec.note(
-                `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.leftInFlight} messages still unanswered ${((options.drainMs ?? 0) / 1000).toFixed(0)} s after the window closed`,
+                `s${options.scenario} ${target.mode} ${step.sessions}×${window}: ${result.leftInFlight} messages still unanswered ${(options.drainMs / 1000).toFixed(0)} s after the window closed`,
               );
             }
-            if (!previous || result.throughput > previous.throughput) {
-              stepBest.set(target, { throughput: result.throughput, window, latencies: result.latencies, cpu });
+            if (!previous || rate > previous.throughput) {
+              stepBest.set(target, { throughput: rate, window, latencies: result.latencies, cpu });
             }
-            if (previous && result.throughput < previous.throughput * 1.1) saturated.add(target);
+            if (previous && rate < previous.throughput * 1.1) saturated.add(target);
           }
         }
         for (const [target, b] of stepBest) {
@@ -321,6 +373,7 @@ export async function runThroughputScenario(ctx: BenchContext): Promise<void> {
     ],
     steps: plan.steps,
     warmupMs: plan.warmupMs,
+    maxWarmupMs: plan.maxWarmupMs,
     measureMs: plan.measureMs,
     bucketMs: plan.bucketMs,
     drainMs: plan.drainMs,
