@@ -41,12 +41,6 @@ const ENV = {
   SESSIOND_RATE_BURST: "1000",
 };
 
-async function metric(server: ServerProcess, name: string): Promise<number> {
-  const { body } = await server.get("/metrics");
-  const line = body.split("\n").find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(" ")[1]) : Number.NaN;
-}
-
 /**
  * Polls /readyz until it answers `status`; returns how many polls that took.
  * Every poll must be answered within 5 s: a /readyz that hangs while the
@@ -103,7 +97,7 @@ describe.skipIf(!postgresAvailable)("chaos: database faults", () => {
       for (let round = 0; round < TERMINATIONS; round++) {
         const kind = KINDS[round % KINDS.length] as Backends;
         const moment = await nextMoment(clients, rng);
-        const reconnectsBefore = await metric(server, "sessiond_listener_reconnects_total");
+        const reconnectsBefore = await server.metric("sessiond_listener_reconnects_total");
         const hit = await faults.terminate(kind);
         terminated.listen += hit.listen;
         terminated.pool += hit.pool;
@@ -111,7 +105,7 @@ describe.skipIf(!postgresAvailable)("chaos: database faults", () => {
         if (hit.listen > 0) {
           // The listener comes back by itself.
           const deadline = Date.now() + 15_000;
-          while ((await metric(server, "sessiond_listener_reconnects_total")) <= reconnectsBefore) {
+          while ((await server.metric("sessiond_listener_reconnects_total")) <= reconnectsBefore) {
             if (Date.now() > deadline) throw new Error("the LISTEN connection did not come back");
             await new Promise((resolve) => setTimeout(resolve, 20));
           }
@@ -142,7 +136,7 @@ describe.skipIf(!postgresAvailable)("chaos: database faults", () => {
 
       load.stopSending();
       await load.drain(60_000);
-      const reconnects = await metric(server, "sessiond_listener_reconnects_total");
+      const reconnects = await server.metric("sessiond_listener_reconnects_total");
       const { problems, stats } = await auditConversations(h.db, clients);
       const unexpectedErrors = clients.flatMap((c) => c.errors).filter((e) => e.code !== "internal");
       report("db-faults", {

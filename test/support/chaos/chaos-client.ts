@@ -41,6 +41,8 @@ export interface ChaosClientOptions {
   rng: Rng;
   /** Cap of the reconnect backoff (default 400 ms). */
   maxBackoffMs?: number;
+  /** Prefix of this client's requestIds (default: the session key). */
+  idPrefix?: string;
 }
 
 /** Error codes after which a client resends the same message. */
@@ -73,6 +75,7 @@ export class ChaosClient {
   readonly #url: () => string | undefined;
   readonly #rng: Rng;
   readonly #maxBackoffMs: number;
+  readonly #idPrefix: string;
   #ws: WebSocket | undefined;
   #stopped = false;
   #attempt = 0;
@@ -88,6 +91,7 @@ export class ChaosClient {
     this.#url = options.url;
     this.#rng = options.rng;
     this.#maxBackoffMs = options.maxBackoffMs ?? 400;
+    this.#idPrefix = options.idPrefix ?? options.sessionKey;
   }
 
   /** Connects (and keeps reconnecting until stop()). */
@@ -102,7 +106,7 @@ export class ChaosClient {
   /** Sends a new message now (or on the next connect); returns its requestId. */
   send(text: string): string {
     this.#counter += 1;
-    const requestId = `${this.sessionKey}/m${this.#counter}`;
+    const requestId = `${this.#idPrefix}/m${this.#counter}`;
     const message: SentMessage = { requestId, text, sentAt: Date.now(), sends: 0, duplicateAccepts: 0 };
     this.sent.set(requestId, message);
     this.#sendMessage(message);

@@ -20,7 +20,7 @@ export interface ChaosHarness {
   servers: ServerProcess[];
   clients: ChaosClient[];
   start(options?: Omit<ServeOptions, "databaseUrl">): Promise<ServerProcess>;
-  client(sessionKey: string, url: () => string | undefined, rng: Rng): ChaosClient;
+  client(sessionKey: string, url: () => string | undefined, rng: Rng, idPrefix?: string): ChaosClient;
 }
 
 /** A harness whose resources afterAll releases; call `await ready()` in the test (or beforeAll). */
@@ -66,8 +66,9 @@ export function useChaosHarness(env: Record<string, string> = {}) {
       servers.push(server);
       return server;
     };
-    state.client = (sessionKey, url, rng) => {
-      const client = new ChaosClient({ sessionKey, token: mintToken(CHAOS_SECRET, sessionKey), url, rng });
+    state.client = (sessionKey, url, rng, idPrefix) => {
+      const token = mintToken(CHAOS_SECRET, sessionKey);
+      const client = new ChaosClient({ sessionKey, token, url, rng, ...(idPrefix ? { idPrefix } : {}) });
       clients.push(client);
       return client;
     };

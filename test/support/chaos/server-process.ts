@@ -163,9 +163,27 @@ export class ServerProcess {
     }
   }
 
+  /** CPU time (user + system) the process has used so far, in ms (Linux /proc). */
+  cpuMs(): number {
+    try {
+      const fields = readFileSync(`/proc/${this.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      // utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the command).
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    } catch {
+      return Number.NaN;
+    }
+  }
+
   /** Log lines at level error or fatal (pino JSON: level ≥ 50). */
   errorLines(): string[] {
     return this.#output.split("\n").filter((line) => /"level":(50|60)\b/.test(line));
+  }
+
+  /** One sample of /metrics by its full name with labels (e.g. `sessiond_socket_closes_total{code="4408"}`); 0 if absent. */
+  async metric(name: string): Promise<number> {
+    const { body } = await this.get("/metrics");
+    const line = body.split("\n").find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.slice(name.length + 1)) : 0;
   }
 
   /** GET a path; resolves with status and body text (never throws on HTTP errors; rejects after `ms`). */
