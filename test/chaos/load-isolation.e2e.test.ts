@@ -30,7 +30,7 @@ import { CHAOS_SECRET } from "../support/chaos/server-process.js";
 import { postgresAvailable } from "../support/db.js";
 import { eventually } from "../support/wait.js";
 
-const SAMPLES = scale(40, 400);
+const SAMPLES = scale(25, 400);
 const HISTORY = 8;
 const HISTORY_TEXT = 30_000;
 const OUTBOUND_LIMIT = 65_536;

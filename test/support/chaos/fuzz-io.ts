@@ -63,7 +63,7 @@ export function http(
           setTimeout(() => {
             done();
             req.destroy();
-          }, options.streamMs ?? 50);
+          }, options.streamMs ?? 20);
           res.on("error", () => {});
         } else {
           res.on("end", done);
@@ -80,7 +80,11 @@ export function http(
   });
 }
 
-/** Writes raw bytes to the server and collects what comes back until it closes (or 2 s pass). */
+/**
+ * Writes raw bytes to the server and collects what comes back until it
+ * closes, until 100 ms pass without more data once something came, or 1 s
+ * in all (a server may keep a connection open after answering).
+ */
 export function rawTcp(base: string, bytes: Buffer | string): Promise<string> {
   const url = new URL(base);
   return new Promise((resolve) => {
@@ -91,8 +95,12 @@ export function rawTcp(base: string, bytes: Buffer | string): Promise<string> {
       socket.destroy();
       resolve(Buffer.concat(chunks).toString("latin1"));
     };
-    const timer = setTimeout(finish, 2_000);
-    socket.on("data", (chunk) => chunks.push(chunk));
+    let timer = setTimeout(finish, 1_000);
+    socket.on("data", (chunk) => {
+      chunks.push(chunk);
+      clearTimeout(timer);
+      timer = setTimeout(finish, 100);
+    });
     socket.on("close", finish);
     socket.on("error", finish);
     socket.write(bytes);

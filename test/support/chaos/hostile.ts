@@ -8,6 +8,8 @@
  * so the report can say what was tried.
  */
 import { createHmac } from "node:crypto";
+import { isSessionKey } from "../../../src/server/protocol.js";
+import { pct } from "./fuzz-io.js";
 import type { Rng } from "./prng.js";
 
 /** Values that confuse a schema: wrong types, edge numbers, hostile strings. */
@@ -143,7 +145,7 @@ export function wsFrame(rng: Rng, n: number, maxPayload: number): WsInput {
         text: "x".repeat(maxPayload + rng.int(1, 5000)),
       }),
     };
-  if (roll < 72) {
+  if (roll < 69) {
     // Just under the frame limit: stored as an event, its reply may exceed the database's payload limit.
     const text = rng.string(maxPayload - 200 - rng.int(0, 2000), "abcdefghij");
     return { kind: "near-limit", data: JSON.stringify({ type: "message", requestId: `fz-near-${n}`, text }) };
@@ -184,7 +186,7 @@ export interface HostileKey {
 
 /** A session key that must be refused with 400 bad_session_key. */
 export function hostileKey(rng: Rng, victim: string): HostileKey {
-  const enc = (s: string) => encodeURIComponent(s);
+  const enc = pct;
   const pick = rng.int(0, 13);
   const raw = (kind: string, path: string, decoded: string) => ({ kind, path, decoded });
   switch (pick) {
@@ -223,7 +225,9 @@ export function hostileKey(rng: Rng, victim: string): HostileKey {
     case 12:
       return raw("newline", "a%0Ab", "a\nb");
     default: {
-      const key = randomString(rng, rng.int(1, 30));
+      const drawn = randomString(rng, rng.int(1, 30));
+      // A random string may happen to be a valid key: a leading "." never is.
+      const key = isSessionKey(drawn) ? `.${drawn}` : drawn;
       return raw("random", enc(key), key);
     }
   }
