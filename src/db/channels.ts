@@ -9,6 +9,8 @@ export const Channels = {
   effects: "sessiond_effects",
   /** Live token relay between processes: payload is a small JSON batch. */
   tokens: "sessiond_tokens",
+  /** Readiness probe: a process NOTIFYs a nonce and waits for it on its own LISTEN connection. */
+  ping: "sessiond_ping",
 } as const;
 
 /** Parses an events/effects payload; `null` means "sweep everything". */

@@ -23,6 +23,7 @@
  * never piles up in memory. Database errors are retried with a backoff while
  * the subscriber is open.
  */
+import { randomUUID } from "node:crypto";
 import { Channels, type Db, type Listener, parseSeqPairs, type Queryable } from "../db/index.js";
 import { errorPayload, interruptPayload, sendMessagePayload } from "../effects/registry.js";
 import type { Logger } from "../session/processor.js";
@@ -210,6 +211,10 @@ export class DeliveryHub {
   readonly #pollMs: number;
   readonly #feeds = new Map<string, Set<Feed>>();
   #listener: Listener | undefined;
+  /** The LISTEN for readiness probes, opened by the first probe. */
+  #pingListener: Promise<Listener> | undefined;
+  /** Readiness probes waiting for their nonce to come back, by nonce. */
+  readonly #probes = new Map<string, () => void>();
   #poll: NodeJS.Timeout | undefined;
   #started = false;
 
@@ -249,12 +254,57 @@ export class DeliveryHub {
     this.#started = true;
   }
 
+  /**
+   * True when a NOTIFY sent now comes back through this process's LISTEN
+   * connection within `ms` (always true in poll-only mode once started). The
+   * connection can be down while `listening` still holds: postgres.js
+   * re-LISTENs by itself, and until it manages to, no notification arrives.
+   */
+  async listenerAlive(ms: number): Promise<boolean> {
+    if (this.#mode === "poll-only") return this.#started;
+    if (!this.#listener) return false;
+    const nonce = randomUUID();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      // Bounded as a whole: while the database is away, LISTEN and NOTIFY may wait for a connection.
+      return await Promise.race([
+        this.#probe(nonce),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), ms);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.#probes.delete(nonce);
+    }
+  }
+
+  async #probe(nonce: string): Promise<boolean> {
+    this.#pingListener ??= this.deps.db.listen(Channels.ping, (payload) => this.#probes.get(payload)?.());
+    try {
+      await this.#pingListener;
+    } catch {
+      this.#pingListener = undefined;
+      return false;
+    }
+    const arrived = new Promise<true>((resolve) => this.#probes.set(nonce, () => resolve(true)));
+    try {
+      await this.deps.db.query("select pg_notify($1, $2)", [Channels.ping, nonce]);
+    } catch {
+      return false;
+    }
+    return arrived;
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#poll);
     for (const feeds of this.#feeds.values()) for (const feed of feeds) feed.stop();
     this.#feeds.clear();
     const listener = this.#listener;
     this.#listener = undefined;
+    const ping = this.#pingListener;
+    this.#pingListener = undefined;
+    await ping?.then((l) => l.close()).catch(() => {});
     await listener?.close().catch(() => {});
   }
 

@@ -169,7 +169,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
         // Bounded: while the database refuses connections, the driver queues a query
         // behind its reconnect backoff (up to 20 s), and /readyz must say "not ready" now.
         let timer: NodeJS.Timeout | undefined;
-        const database = await Promise.race([
+        const databaseProbe = Promise.race([
           runtime.db.query("select 1").then(
             () => true,
             () => false,
@@ -178,10 +178,13 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
             timer = setTimeout(() => resolve(false), READINESS_PROBE_MS);
           }),
         ]);
+        // The LISTEN connection is checked end to end: it may be down (and the driver still
+        // trying to re-LISTEN) while the pool answers, and then nothing is pushed to clients.
+        const [database, notified] = await Promise.all([databaseProbe, hub.listenerAlive(READINESS_PROBE_MS)]);
         clearTimeout(timer);
         return {
           database,
-          listener: hub.listening && (!config.processing || runtime.processor.listening),
+          listener: notified && hub.listening && (!config.processing || runtime.processor.listening),
           accepting: !draining,
         };
       },
