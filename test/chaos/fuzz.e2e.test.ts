@@ -193,7 +193,7 @@ describe.skipIf(!postgresAvailable)("chaos: hostile input", () => {
                 ? ownToken
                 : mintToken(CHAOS_SECRET, isSessionKey(key) ? key : own)
               : auth < 85
-                ? hostileToken(rng, CHAOS_SECRET, key === VICTIM ? own : key, VICTIM).token
+                ? hostileToken(rng, CHAOS_SECRET, key, key === VICTIM ? own : VICTIM).token
                 : undefined;
           const headers: Record<string, string> = {};
           if (token) {

@@ -246,7 +246,11 @@ export interface HostileToken {
   expect: 401 | 403;
 }
 
-/** A token that must not open session `key`. `other` is another session's valid token material. */
+/**
+ * A token that must not open session `key`. Its "cross-session" kind is a
+ * valid token for `other` (so `other` must never be the session the request
+ * goes to).
+ */
 export function hostileToken(rng: Rng, secret: string, key: string, other: string): HostileToken {
   const exp = Math.floor(Date.now() / 1000) + 3600;
   const valid = signToken(secret, { k: key, exp });
