@@ -32,6 +32,22 @@ function queryable(sql: Sql | TxSql): Queryable {
   };
 }
 
+/**
+ * The statement failed because its connection closed (or is closing: a FATAL
+ * termination): postgres.js rejects the transaction on its own when the
+ * connection closes.
+ */
+function lostConnection(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return false;
+  return (
+    ["CONNECTION_CLOSED", "CONNECTION_DESTROYED", "CONNECTION_ENDED", "ECONNRESET", "EPIPE"].includes(code) ||
+    code === "57P01" ||
+    code === "57P02" ||
+    code.startsWith("08")
+  );
+}
+
 /** Opens a Db on a Postgres connection string. */
 export function createPostgresDb(url: string, options: PostgresDbOptions = {}): Db {
   const sql: Sql = postgres(url, {
@@ -51,7 +67,19 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
     query: base.query,
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       try {
-        return (await sql.begin((tx) => fn(queryable(tx)))) as T;
+        return (await sql.begin(async (tx) => {
+          try {
+            return await fn(queryable(tx));
+          } catch (error) {
+            // postgres.js 3.4.9 sends ROLLBACK on the transaction's connection once `fn` throws, even
+            // when that connection is gone, and the deferred write then throws from a setImmediate and
+            // takes the process down (porsager/postgres#1154, #1208; found by test/chaos). When the
+            // connection itself failed, never settle: sql.begin rejects by itself as the connection
+            // closes, and nothing is written to a dead socket.
+            if (lostConnection(error)) return new Promise<never>(() => {});
+            throw error;
+          }
+        })) as T;
       } catch (error) {
         throw toDbError(error);
       }

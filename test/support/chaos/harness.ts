@@ -32,7 +32,8 @@ export function useChaosHarness(env: Record<string, string> = {}) {
     if (context.task.result?.state !== "fail") return;
     // What the processes and clients saw, for the failure report.
     for (const server of servers) {
-      console.error(`--- ${server.name} (alive: ${server.alive}) output tail:\n${server.output.slice(-4000)}`);
+      const exit = server.alive ? "alive" : `exited: code ${server.child.exitCode}, signal ${server.child.signalCode}`;
+      console.error(`--- ${server.name} (${exit}) output tail:\n${server.output.slice(-4000)}`);
     }
     for (const c of clients) {
       console.error(
