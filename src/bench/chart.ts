@@ -240,10 +240,10 @@ function timelinePanel(title: string, series: readonly TimeSeriesResult[]): Pane
   };
 }
 
-/** A bar's metric, shortened: "throughput, 100 sessions (best window 4)" → "100 sessions, 4 in flight". */
+/** A bar's metric, shortened: "throughput, 100 sessions (best window)" → "100 sessions". */
 function barLabel(metric: string): string {
-  const step = /^throughput, (\d[\d,]*) sessions \(best window (\d+)\)$/.exec(metric);
-  if (step) return `${step[1]} sessions, ${step[2]} in flight`;
+  const step = /^throughput, (\d[\d,]*) sessions \(best window\)$/.exec(metric);
+  if (step) return `${step[1]} sessions`;
   return metric.replace(/^single-row insert commits\/s, /, "inserts, ").replace(/ \(best of before\/after\)$/, "");
 }
 

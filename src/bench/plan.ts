@@ -45,7 +45,7 @@ export const PLANS: Record<ProfileName, Plan> = {
   full: {
     name: "full",
     s1: { rounds: 5, notifySamples: 200, pollSamples: 12, sweepMs: 2_000, gapMs: 3 },
-    s2: { rounds: 5, fastSamples: 100, slowSamples: 4, slowTokenDelayMs: 100, sessions: 10 },
+    s2: { rounds: 5, fastSamples: 100, slowSamples: 3, slowTokenDelayMs: 100, sessions: 10 },
     s3: {
       steps: [
         { sessions: 1, windows: [1, 8, 32] },
@@ -68,7 +68,7 @@ export const PLANS: Record<ProfileName, Plan> = {
       fastSamples: 50,
       rounds: 3,
       steps: [
-        { sessions: 1, windows: [1, 8] },
+        { sessions: 1, windows: [1] },
         { sessions: 100, windows: [1] },
       ],
       measureMs: 5_000,

@@ -65,7 +65,7 @@ describe("token lag", () => {
 function run(n: number, values: number[], throughput: number): RunResult {
   const rec = new Recorder();
   rec.addSeries(2, "e2e <send> (model 0 ms/token)", "sessiond", "ms", values);
-  rec.addScalar(3, "throughput, 1 sessions (best window 1)", "sessiond", "msg/s", throughput);
+  rec.addScalar(3, "throughput, 1 sessions (best window)", "sessiond", "msg/s", throughput);
   rec.addGoal(3, "throughput", ">=", 100, "msg/s", throughput);
   rec.addTimeSeries(3, "delivered messages/s, 1 sessions × 1", "sessiond", "msg/s", 100, [10, 20, 30]);
   return {
