@@ -46,6 +46,7 @@ export async function runReplayScenario(ctx: BenchContext): Promise<void> {
   const pglite = await ctx.pgliteDb();
   if (pglite) specs.push({ kind: "sessiond", mode: "sessiond-pglite", dbId: pglite, tokenDelayMs: 0 });
   const rates: Record<string, number[]> = Object.fromEntries(specs.map((s) => [s.mode, []]));
+  const dbShare: Record<string, { queries: number; ms: number; elapsed: number }> = {};
   await withServers(ctx, specs, async (targets) => {
     const keys = new Map<Target, string>();
     for (const [i, target] of targets.entries()) {
@@ -61,9 +62,20 @@ export async function runReplayScenario(ctx: BenchContext): Promise<void> {
     }
     for (let r = 0; r < plan.reconnects; r++) {
       for (const target of r % 2 === 0 ? targets : [...targets].reverse()) {
+        if (target.serverId) await ctx.host.request("statements", { id: target.serverId });
         const elapsed = await catchUp(target, keys.get(target) as string, plan.messages);
         const rate = plan.messages / (elapsed / 1000);
         rates[target.mode]?.push(rate);
+        if (target.serverId) {
+          // The replay's own queries: how much of the catch-up is waiting for the database.
+          const taken = await ctx.host.request("statements", { id: target.serverId });
+          const reads = taken.byStatement.find(([label]) => label === "sessiond.effects_after()");
+          const share = dbShare[target.mode] ?? { queries: 0, ms: 0, elapsed: 0 };
+          dbShare[target.mode] = share;
+          share.queries += reads?.[1] ?? 0;
+          share.ms += reads?.[2] ?? 0;
+          share.elapsed += elapsed;
+        }
         ctx.progress(
           `  s6 reconnect ${r + 1}/${plan.reconnects} ${target.mode}: ${plan.messages} messages in ${elapsed.toFixed(0)} ms = ${rate.toFixed(0)} msg/s`,
         );
@@ -72,6 +84,17 @@ export async function runReplayScenario(ctx: BenchContext): Promise<void> {
   });
   for (const [mode, values] of Object.entries(rates)) {
     ctx.rec.addSeries(6, `replay catch-up rate after ${plan.messages} missed messages`, mode, "msg/s", values);
+  }
+  for (const [mode, share] of Object.entries(dbShare)) {
+    if (share.queries === 0) continue;
+    ctx.rec.addScalar(6, "effects_after queries per replay", mode, "queries", share.queries / plan.reconnects);
+    ctx.rec.addScalar(
+      6,
+      "share of the catch-up spent awaiting effects_after",
+      mode,
+      "%",
+      (share.ms / share.elapsed) * 100,
+    );
   }
   ctx.rec.addGoal(
     6,
