@@ -3,6 +3,25 @@
  * keeps a dedicated connection for LISTEN and re-LISTENs after a reconnect,
  * calling `onlisten` each time: every call after the first is a reconnect,
  * which is where callers sweep for notifications lost in the gap.
+ *
+ * Three guards against postgres.js 3.4.9 under connection faults (each found
+ * by test/chaos, where pg_terminate_backend hits sessiond's connections):
+ * - after backends were terminated, pooled connections can be left unable to
+ *   finish connecting again: every statement given to them waits for the
+ *   connect timeout, again and again. A connection attempt that times out
+ *   (CONNECT_TIMEOUT, after CONNECT_TIMEOUT_S instead of the driver's 30 s)
+ *   replaces the whole pool, at most every RECYCLE_MIN_INTERVAL_MS: the old
+ *   one is destroyed (its pending statements fail with a connection error)
+ *   and the LISTENs move to the new one, each moved LISTEN counting as a
+ *   reconnect;
+ * - a statement can also stay unanswered with no timer left to fail it (a
+ *   write the driver buffered and never sent); with `stuckAfterMs`, one that
+ *   waits that long replaces the pool just the same;
+ * - a transaction whose connection died must not reach the driver's ROLLBACK
+ *   (see transaction());
+ * - while a LISTEN connection cannot come back, postgres.js re-issues LISTEN
+ *   on every failed attempt and answers all of them once it is back: a burst
+ *   of onlisten calls within RECONNECT_SETTLE_MS is one reconnect.
  */
 import postgres from "postgres";
 import { type Db, type Listener, type Queryable, type Row, toDbError } from "./types.js";
@@ -14,19 +33,31 @@ export interface PostgresDbOptions {
   applicationName?: string;
   /** Seconds before an idle connection is closed (default 0: never). */
   idleTimeout?: number;
+  /** Seconds a connection attempt may take (default CONNECT_TIMEOUT_S); a timeout replaces the pool. */
+  connectTimeout?: number;
+  /**
+   * A statement or transaction still pending after this many ms means a wedged
+   * pool: it is replaced, which fails what was stuck in it with a connection
+   * error. Off by default (a command may run a long query); the server sets it.
+   */
+  stuckAfterMs?: number;
 }
+
+const CONNECT_TIMEOUT_S = 10;
+const RECYCLE_MIN_INTERVAL_MS = 5_000;
+const RECONNECT_SETTLE_MS = 50;
 
 type Sql = postgres.Sql<Record<string, postgres.PostgresType>>;
 type TxSql = postgres.TransactionSql<Record<string, postgres.PostgresType>>;
 
-function queryable(sql: Sql | TxSql): Queryable {
+function queryable(sql: Sql | TxSql, failed: (error: unknown) => unknown = toDbError): Queryable {
   return {
     async query<T = Row>(text: string, params: readonly unknown[] = []): Promise<T[]> {
       try {
         const rows = await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true });
         return rows as unknown as T[];
       } catch (error) {
-        throw toDbError(error);
+        throw failed(error);
       }
     },
   };
@@ -50,47 +81,117 @@ function lostConnection(error: unknown): boolean {
 
 /** Opens a Db on a Postgres connection string. */
 export function createPostgresDb(url: string, options: PostgresDbOptions = {}): Db {
-  const sql: Sql = postgres(url, {
-    max: options.max ?? 10,
-    idle_timeout: options.idleTimeout ?? 0,
-    onnotice: () => {},
-    connection: { application_name: options.applicationName ?? "sessiond" },
-    types: {
-      // int8 as a JS number: seqs and counters stay far below 2^53.
-      int8: { to: 20, from: [20], serialize: (v: number | bigint) => String(v), parse: (v: string) => Number(v) },
-    },
-  }) as unknown as Sql;
-  const base = queryable(sql);
+  const open = (): Sql =>
+    postgres(url, {
+      max: options.max ?? 10,
+      idle_timeout: options.idleTimeout ?? 0,
+      connect_timeout: options.connectTimeout ?? CONNECT_TIMEOUT_S,
+      onnotice: () => {},
+      connection: { application_name: options.applicationName ?? "sessiond" },
+      types: {
+        // int8 as a JS number: seqs and counters stay far below 2^53.
+        int8: { to: 20, from: [20], serialize: (v: number | bigint) => String(v), parse: (v: string) => Number(v) },
+      },
+    }) as unknown as Sql;
+  let sql = open();
   let closed = false;
+  let recycledAt = 0;
+  /** Moves each LISTEN to the current pool. */
+  const moves = new Set<() => void>();
+
+  function recycle(): void {
+    if (closed || Date.now() - recycledAt < RECYCLE_MIN_INTERVAL_MS) return;
+    recycledAt = Date.now();
+    const old = sql;
+    sql = open();
+    old.end({ timeout: 0 }).catch(() => {});
+    for (const move of moves) move();
+  }
+
+  /** Runs `work`, replacing the pool whenever it has waited another `stuckAfterMs` (see the options). */
+  async function watched<T>(work: () => Promise<T>): Promise<T> {
+    const after = options.stuckAfterMs;
+    if (!after) return work();
+    const timer = setInterval(recycle, after);
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Wraps a driver error; a connection attempt that timed out replaces the pool. */
+  function failed(error: unknown): unknown {
+    if ((error as { code?: unknown } | null)?.code === "CONNECT_TIMEOUT") recycle();
+    return toDbError(error);
+  }
+
   return {
     kind: "postgres",
-    query: base.query,
+    query: (text, params) => watched(() => queryable(sql, failed).query(text, params)),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       try {
-        return (await sql.begin(async (tx) => {
-          try {
-            return await fn(queryable(tx));
-          } catch (error) {
-            // postgres.js 3.4.9 sends ROLLBACK on the transaction's connection once `fn` throws, even
-            // when that connection is gone, and the deferred write then throws from a setImmediate and
-            // takes the process down (porsager/postgres#1154, #1208; found by test/chaos). When the
-            // connection itself failed, never settle: sql.begin rejects by itself as the connection
-            // closes, and nothing is written to a dead socket.
-            if (lostConnection(error)) return new Promise<never>(() => {});
-            throw error;
-          }
-        })) as T;
+        return (await watched(() =>
+          sql.begin(async (tx) => {
+            try {
+              return await fn(queryable(tx));
+            } catch (error) {
+              // postgres.js 3.4.9 sends ROLLBACK on the transaction's connection once `fn` throws, even
+              // when that connection is gone, and the deferred write then throws from a setImmediate and
+              // takes the process down (porsager/postgres#1154, #1208; found by test/chaos). When the
+              // connection itself failed, never settle: sql.begin rejects by itself as the connection
+              // closes, and nothing is written to a dead socket.
+              if (lostConnection(error)) return new Promise<never>(() => {});
+              throw error;
+            }
+          }),
+        )) as T;
       } catch (error) {
-        throw toDbError(error);
+        throw failed(error);
       }
     },
     async listen(channel, onNotify, onReconnect): Promise<Listener> {
       let listens = 0;
-      const sub = await sql.listen(channel, onNotify, () => {
+      let active = true;
+      let settle: NodeJS.Timeout | undefined;
+      let unlisten: (() => Promise<void>) | undefined;
+      const onListen = () => {
         listens += 1;
-        if (listens > 1) onReconnect?.();
-      });
-      return { close: () => sub.unlisten() };
+        if (listens === 1 || !onReconnect || settle) return;
+        settle = setTimeout(() => {
+          settle = undefined;
+          if (active) onReconnect();
+        }, RECONNECT_SETTLE_MS);
+      };
+      const attach = async () => {
+        const pool = sql;
+        const sub = await pool.listen(channel, onNotify, onListen);
+        if (!active) await sub.unlisten().catch(() => {});
+        else if (pool !== sql)
+          move(); // the pool was replaced meanwhile
+        else unlisten = () => sub.unlisten();
+      };
+      const move = () => {
+        attach().catch(() => {
+          // The new pool could not LISTEN yet (the database is away): try again shortly.
+          if (active) setTimeout(move, 1_000).unref();
+        });
+      };
+      moves.add(move);
+      try {
+        await attach();
+      } catch (error) {
+        moves.delete(move);
+        throw error;
+      }
+      return {
+        close: async () => {
+          active = false;
+          clearTimeout(settle);
+          moves.delete(move);
+          await unlisten?.();
+        },
+      };
     },
     async close() {
       if (closed) return;

@@ -22,17 +22,22 @@ export class PgFaults {
     this.database = database;
   }
 
-  /** sessiond's backends on the database (application_name `sessiond`). */
-  async backends(): Promise<Array<{ pid: number; listen: boolean }>> {
-    return this.#admin<Array<{ pid: number; listen: boolean }>>`
-      select pid, coalesce(query ilike 'listen %', false) as listen
+  /** sessiond's backends on the database (application_name `sessiond`), with their last statement. */
+  async backends(): Promise<Array<{ pid: number; listen: boolean; query: string }>> {
+    return this.#admin<Array<{ pid: number; listen: boolean; query: string }>>`
+      select pid, coalesce(query ilike 'listen %', false) as listen, coalesce(query, '') as query
         from pg_stat_activity
        where datname = ${this.database} and application_name = 'sessiond' and pid <> pg_backend_pid()`;
   }
 
-  /** Terminates sessiond's LISTEN connection(s), its pool connections, or both; returns how many of each. */
-  async terminate(which: Backends): Promise<{ listen: number; pool: number }> {
-    const chosen = (await this.backends()).filter((b) => which === "all" || (which === "listen") === b.listen);
+  /**
+   * Terminates sessiond's LISTEN connection(s), its pool connections, or both
+   * (but none whose last statement matches `except`); returns how many of each.
+   */
+  async terminate(which: Backends, except?: RegExp): Promise<{ listen: number; pool: number }> {
+    const chosen = (await this.backends()).filter(
+      (b) => (which === "all" || (which === "listen") === b.listen) && !except?.test(b.query),
+    );
     if (chosen.length > 0) {
       await this.#admin`select pg_terminate_backend(pid) from unnest(${chosen.map((b) => b.pid)}::int[]) as pid`;
     }

@@ -1,0 +1,109 @@
+/**
+ * Found by the database-faults chaos suite, in postgres.js 3.4.9 under
+ * pg_terminate_backend (src/db/postgres.ts has the design note):
+ *
+ * - after a burst of terminations under load, pooled connections were left
+ *   unable to finish connecting again, and statements given to them waited
+ *   for the connect timeout over and over, or for ever: a sessiond process
+ *   stalled for a minute and more after a few seconds of faults. A connection
+ *   attempt that times out, or a statement pending for `stuckAfterMs`, now
+ *   replaces the pool;
+ * - while the LISTEN connection could not come back, the driver re-issued
+ *   LISTEN on every failed attempt and answered all of them at once when it
+ *   was back: one outage counted as dozens of reconnects (and as many sweeps
+ *   and "listener reconnected" warnings). A burst now counts once.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPostgresDb, type Db } from "../../src/db/index.js";
+import { PgFaults } from "../support/chaos/pg-faults.js";
+import { freshPostgresDatabase, postgresAvailable } from "../support/db.js";
+
+describe.skipIf(!postgresAvailable)("the Postgres Db after connection faults", () => {
+  let fresh: Awaited<ReturnType<typeof freshPostgresDatabase>> | undefined;
+  let faults: PgFaults | undefined;
+  const dbs: Db[] = [];
+  beforeAll(async () => {
+    fresh = await freshPostgresDatabase();
+    faults = new PgFaults(new URL(fresh.url).pathname.slice(1));
+  });
+  afterAll(async () => {
+    await faults?.close();
+    for (const db of dbs) await db.close();
+    await fresh?.drop();
+  });
+
+  it("every statement is answered again soon after a burst of terminations under load", async () => {
+    const db = createPostgresDb(fresh?.url as string, { max: 10, connectTimeout: 2, stuckAfterMs: 3_000 });
+    dbs.push(db);
+    let stop = false;
+    /** When each worker's statement in flight started (absent: none in flight). */
+    const since = new Map<number, number>();
+    const worker = async (i: number) => {
+      while (!stop) {
+        since.set(i, Date.now());
+        await db.query("select $1::int as i", [i]).catch(() => {});
+        since.delete(i);
+      }
+    };
+    const workers = Array.from({ length: 20 }, (_, i) => worker(i));
+    try {
+      for (let round = 0; round < 30; round++) {
+        await new Promise((resolve) => setTimeout(resolve, 20 + round * 3));
+        // Not a connection in the driver's type query on connect: its failure is a rejection nothing awaits
+        // (sessiond serve lets those pass, see src/cli/main.ts; this test process would report it).
+        await faults?.terminate("all", /pg_catalog\.pg_type/);
+      }
+      const faultsEnded = Date.now();
+      // Every worker finishes what it had in flight and goes on; a stuck pool would keep some waiting.
+      const deadline = faultsEnded + 20_000;
+      for (;;) {
+        const stuck = [...since.values()].filter((started) => started <= faultsEnded).length;
+        if (stuck === 0) break;
+        if (Date.now() > deadline) throw new Error(`${stuck} of 20 statements still waiting 20 s after the faults`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      stop = true;
+    }
+    await Promise.all(workers);
+    expect(await db.query<{ ok: number }>("select 1 as ok")).toEqual([{ ok: 1 }]);
+  }, 60_000);
+
+  it("a LISTEN connection that was away for a while reconnects once per listener", async () => {
+    const db = createPostgresDb(fresh?.url as string, { max: 2 });
+    dbs.push(db);
+    const channels = ["chaos_a", "chaos_b", "chaos_c"];
+    const reconnects = new Map(channels.map((c) => [c, 0]));
+    const heard: string[] = [];
+    const listeners = await Promise.all(
+      channels.map((channel) =>
+        db.listen(
+          channel,
+          (payload) => heard.push(`${channel}:${payload}`),
+          () => reconnects.set(channel, (reconnects.get(channel) ?? 0) + 1),
+        ),
+      ),
+    );
+    await db.query("select 1");
+    await faults?.block();
+    expect((await faults?.terminate("listen"))?.listen).toBe(1);
+    // The outage: the driver keeps trying to re-LISTEN meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await faults?.unblock();
+    const deadline = Date.now() + 30_000;
+    while ([...reconnects.values()].some((n) => n === 0)) {
+      if (Date.now() > deadline) throw new Error(`not every listener reconnected: ${JSON.stringify([...reconnects])}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // A notification after the reconnect arrives; by then every LISTEN answer queued in the outage has too.
+    for (const channel of channels) await db.query("select pg_notify($1, 'back')", [channel]);
+    while (heard.length < channels.length) {
+      if (Date.now() > deadline) throw new Error(`notifications after the outage: ${JSON.stringify(heard)}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200)); // longer than the settle window
+    expect(heard.sort()).toEqual(channels.map((c) => `${c}:back`));
+    expect([...reconnects.values()].every((n) => n <= 2)).toBe(true);
+    for (const listener of listeners) await listener.close();
+  }, 60_000);
+});
