@@ -4,6 +4,7 @@
  * for database commands, and turns configuration errors into a clear message
  * and exit code 2.
  */
+import { isConnectionError } from "../db/index.js";
 import { ConfigError, configFromEnv, pgliteDir } from "../server/config.js";
 import { type CliIo, ExitCode } from "./command.js";
 import { commands } from "./commands.js";
@@ -54,6 +55,23 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
+/**
+ * The process's handler of unhandled rejections. postgres.js 3.4.9 leaves some
+ * of its own promises unawaited when a connection dies while it is being set
+ * up (its type query on connect): a database connection error that nothing
+ * can handle, and no reason to stop serving (found by test/chaos). Anything
+ * else still ends the process, as Node would.
+ */
+export function unhandledRejectionHandler(io: Pick<CliIo, "err">): (reason: unknown) => void {
+  return (reason) => {
+    if (isConnectionError(reason)) {
+      io.err(`sessiond: ignored a database connection error nothing awaited: ${(reason as Error).message}`);
+      return;
+    }
+    throw reason;
+  };
+}
+
 const isEntryPoint = process.argv[1] !== undefined && /[\\/]cli[\\/](bin\.mjs|main\.ts)$/.test(process.argv[1]);
 if (isEntryPoint) {
   const io: CliIo = {
@@ -61,5 +79,6 @@ if (isEntryPoint) {
     err: (line) => process.stderr.write(`${line}\n`),
     env: process.env,
   };
+  process.on("unhandledRejection", unhandledRejectionHandler(io));
   process.exitCode = await main(process.argv.slice(2), io);
 }
