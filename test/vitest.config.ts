@@ -5,6 +5,10 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     // test/chaos runs in every `npm test` in its short form; `npm run chaos`
     // (CHAOS=long) runs only test/chaos, in its long form (see docs/reliability.md).
+    // The database-faults suite is not yet reliable in the short form (it fails about one run in
+    // two on a loaded 2-core machine while the pool-recovery work goes on): it runs in
+    // `npm run chaos` only until it is. Tracked in issue 8.
+    exclude: process.env.CHAOS === "long" ? [] : ["test/chaos/db-faults.e2e.test.ts"],
     globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
