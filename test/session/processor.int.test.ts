@@ -81,13 +81,13 @@ describeEachDb("session processing", (t) => {
       }),
     );
     for (const s of sessions) {
-      await eventually(() => isCaughtUp(t.db, s, 10), { what: `session ${s} processed`, ms: 30_000 });
+      await eventually(() => isCaughtUp(t.db, s, 10), { what: `session ${s} processed`, ms: 90_000 });
       const effects = await clientEffects(t.db, s);
       expect(effects.map((e) => e.payload.content)).toEqual(
         Array.from({ length: 10 }, (_, i) => expectedReply(`${s} says ${i + 1}`, i + 1)),
       );
     }
-  });
+  }, 120_000);
 
   it("streams tokens live, in order, and they add up to the durable reply", async () => {
     const rt = await runtime(t.db);

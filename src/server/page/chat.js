@@ -526,6 +526,13 @@ class ChatSession {
 
   /** @param {{ code: string, message: string, requestId?: string }} frame */
   onError(frame) {
+    if (frame.code === "ack_beyond_head") {
+      // Only a stored cursor ahead of the server acks past its head, and the server answers that
+      // cause with resume_beyond_head too (handled below): no notice of its own, which would hide
+      // that one's. The next ack follows the new cursor.
+      this.ackedSent = 0;
+      return;
+    }
     if (frame.code === "resume_beyond_head") {
       // The server has less than we stored (a fresh database under the same key): start over from its start.
       setNotice(`The server's session is behind this page's copy (${frame.message}); showing the server's version.`);
