@@ -135,6 +135,7 @@ export class SessionProcessor {
   readonly #active = new Map<string, ActiveSession>();
   readonly #loops = new Set<Promise<void>>();
   readonly #wanted = new Set<string>();
+  readonly #claiming = new Set<string>();
   #listener: Listener | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
@@ -222,10 +223,13 @@ export class SessionProcessor {
   /** Claims and starts sessions with unprocessed events and no live lease, up to free capacity. */
   sweep(): void {
     if (this.#stopping || this.#sweeping) return;
+    const free = this.#concurrency - this.#busy;
+    if (free <= 0) return;
     this.#sweeping = (async () => {
+      // Let the assignment above happen before this body can finish: a finally
+      // that ran first would leave #sweeping set for ever (no sweep again).
+      await null;
       try {
-        const free = this.#concurrency - this.#active.size;
-        if (free <= 0) return;
         const claimed = await claimSessions(this.#db, this.owner, this.#leaseMs, free);
         for (const { session_key, lease_token } of claimed) {
           if (this.#active.has(session_key)) continue;
@@ -274,14 +278,24 @@ export class SessionProcessor {
     }
   }
 
+  /** Sessions running here plus claims in flight: what counts against `concurrency`. */
+  get #busy(): number {
+    return this.#active.size + this.#claiming.size;
+  }
+
   async #tryStart(sessionKey: string): Promise<void> {
-    if (this.#stopping || this.#active.has(sessionKey)) return;
-    if (this.#active.size >= this.#concurrency) {
+    if (this.#stopping || this.#active.has(sessionKey) || this.#claiming.has(sessionKey)) return;
+    if (this.#busy >= this.#concurrency) {
       this.#wanted.add(sessionKey);
       return;
     }
+    // Reserve the slot before awaiting the claim, so notifications arriving together
+    // cannot all pass the check above.
+    this.#claiming.add(sessionKey);
     try {
-      const token = await claimSession(this.#db, sessionKey, this.owner, this.#leaseMs);
+      const token = await claimSession(this.#db, sessionKey, this.owner, this.#leaseMs).finally(() =>
+        this.#claiming.delete(sessionKey),
+      );
       if (token === null || this.#stopping || this.#active.has(sessionKey)) {
         if (token !== null && !this.#active.has(sessionKey)) {
           await releaseSession(this.#db, sessionKey, this.owner, token);
@@ -368,13 +382,16 @@ export class SessionProcessor {
       if (!state.lost && !released) {
         await releaseSession(this.#db, sessionKey, this.owner, state.token).catch(() => {});
       }
+      // A notification that came after the last look at the cursor found the session
+      // still active and only marked it dirty: look again now that it is not.
+      if (state.dirty && !state.lost && !this.#stopping) void this.#tryStart(sessionKey);
       this.#pumpWanted();
     }
   }
 
   #pumpWanted(): void {
     for (const sessionKey of this.#wanted) {
-      if (this.#active.size >= this.#concurrency) return;
+      if (this.#busy >= this.#concurrency) return;
       this.#wanted.delete(sessionKey);
       void this.#tryStart(sessionKey);
     }

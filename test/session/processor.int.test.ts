@@ -235,6 +235,44 @@ describeEachDb("session processing", (t) => {
     expect((await verify(t.db)).filter((v) => v.sessionKey === s)).toEqual([]);
   });
 
+  it("keeps sweeping after a sweep finds the process at full capacity (poll-only, concurrency 1)", async () => {
+    const rt = await runtime(t.db, {
+      mode: "poll-only",
+      sweepMs: 50,
+      concurrency: 1,
+      model: new LocalChatModel({ tokenDelayMs: 20 }),
+    });
+    const a = uniqueKey("full-a");
+    const b = uniqueKey("full-b");
+    await send(rt, a, ["a long one"]);
+    await eventually(() => rt.processor.activeSessions === 1);
+    await send(rt, b, ["then me"]);
+    await eventually(() => isCaughtUp(t.db, a, 1));
+    await eventually(() => isCaughtUp(t.db, b, 1), { what: "session B processed by a later sweep" });
+  });
+
+  it("holds the concurrency limit when many notifications arrive together", async () => {
+    let running = 0;
+    let most = 0;
+    const rt = await runtime(t.db, {
+      concurrency: 2,
+      model: new LocalChatModel({ tokenDelayMs: 5 }),
+      hooks: {
+        onRunStart() {
+          running += 1;
+          most = Math.max(most, running);
+        },
+        onCommitted() {
+          running -= 1;
+        },
+      },
+    });
+    const sessions = Array.from({ length: 10 }, (_, i) => uniqueKey(`cap${i}`));
+    await Promise.all(sessions.map((s) => rt.sendMessage({ sessionKey: s, requestId: "r1", text: "hi" })));
+    for (const s of sessions) await eventually(() => isCaughtUp(t.db, s, 1), { ms: 60_000 });
+    expect(most).toBeLessThanOrEqual(2);
+  });
+
   it("poll-only mode processes through the sweep alone", async () => {
     const rt = await runtime(t.db, { mode: "poll-only", sweepMs: 50 });
     const s = uniqueKey();
