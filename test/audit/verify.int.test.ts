@@ -142,7 +142,7 @@ describeEachDb("sessiond.verify", (t) => {
     });
 
     it("accepts several replies to one event when exactly one is final", async () => {
-      const { key: k, violations } = await rolledBack(t.db, (tx) =>
+      const { violations } = await rolledBack(t.db, (tx) =>
         brokenWith(tx, async (k) => {
           await appendUser(tx, k, "r3", "talk twice");
           const token = await claim(tx, k);

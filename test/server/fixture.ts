@@ -4,8 +4,10 @@
  * checks) that closes every client and server a test started.
  */
 import { afterEach, expect } from "vitest";
+import { LocalChatModel } from "../../src/agent/local-model.js";
 import { type SessiondServer, type StartServerOptions, startServer } from "../../src/server/index.js";
 import type { TestDb } from "../support/db.js";
+import { gate } from "../support/wait.js";
 import { type ConnectOptions, TestClient } from "./client.js";
 
 export const SECRET = "test-secret-0123456789abcdef0123456789abcdef";
@@ -54,4 +56,21 @@ export function useServers(t: TestDb) {
 
 export function reply(text: string, turn = 1): string {
   return `[local model] You said: "${text}". (message ${turn * 2} in this conversation)`;
+}
+
+/**
+ * A local model that holds its reply until `release.open()`: `called` opens when a run reached the
+ * model, so a test can act while the session is provably busy.
+ */
+export function heldModel(text: string) {
+  const release = gate();
+  const called = gate();
+  const model = new LocalChatModel({
+    behaviour: async () => {
+      called.open();
+      await release.promise;
+      return text;
+    },
+  });
+  return { model, release, called };
 }

@@ -1,10 +1,9 @@
 import { expect, it } from "vitest";
-import { LocalChatModel } from "../../src/agent/local-model.js";
 import { startServer } from "../../src/server/index.js";
 import { describeEachDb, freshPglite } from "../support/db.js";
 import { clientEffects, uniqueKey } from "../support/sessions.js";
-import { eventually, gate } from "../support/wait.js";
-import { reply, SECRET, useServers } from "./fixture.js";
+import { eventually } from "../support/wait.js";
+import { heldModel, reply, SECRET, useServers } from "./fixture.js";
 
 interface SseEvent {
   id: string | undefined;
@@ -183,15 +182,7 @@ describeEachDb("http endpoints", (t) => {
   });
 
   it("POST with strategy reject on a busy session is 409 busy", async () => {
-    const release = gate();
-    const called = gate();
-    const model = new LocalChatModel({
-      behaviour: async () => {
-        called.open();
-        await release.promise;
-        return "finally";
-      },
-    });
+    const { model, release, called } = heldModel("finally");
     const server = await s.start({ model });
     const key = uniqueKey("busyhttp");
     const headers = { authorization: `Bearer ${server.mintToken(key)}` };

@@ -8,7 +8,7 @@ import { LocalChatModel, splitTokens } from "../../src/agent/local-model.js";
 import { describeEachDb } from "../support/db.js";
 import { clientEffects, uniqueKey } from "../support/sessions.js";
 import { eventually, gate } from "../support/wait.js";
-import { reply, useServers } from "./fixture.js";
+import { heldModel, reply, useServers } from "./fixture.js";
 
 describeEachDb("shutdown and restart", (t) => {
   const s = useServers(t);
@@ -51,15 +51,7 @@ describeEachDb("shutdown and restart", (t) => {
   });
 
   it("a shutdown with grace lets the run finish and delivers its reply before closing with 1012", async () => {
-    const release = gate();
-    const called = gate();
-    const model = new LocalChatModel({
-      behaviour: async () => {
-        called.open();
-        await release.promise;
-        return "finished in grace";
-      },
-    });
+    const { model, release, called } = heldModel("finished in grace");
     const server = await s.start({ model });
     const key = uniqueKey("grace");
     const client = await s.connect(server, key);

@@ -6,7 +6,7 @@ import { describeEachDb } from "../support/db.js";
 import { clientEffects, uniqueKey } from "../support/sessions.js";
 import { eventually, gate } from "../support/wait.js";
 import type { Frame } from "./client.js";
-import { reply, useServers } from "./fixture.js";
+import { heldModel, reply, useServers } from "./fixture.js";
 
 /** Commits client effects directly (as a run would), each with a unique dedupe key. */
 async function enqueue(db: Queryable, sessionKey: string, contents: string[]): Promise<void> {
@@ -187,15 +187,7 @@ describeEachDb("websocket chat", (t) => {
   });
 
   it("a reject message on a busy session gets busy", async () => {
-    const release = gate();
-    const called = gate();
-    const model = new LocalChatModel({
-      behaviour: async () => {
-        called.open();
-        await release.promise;
-        return "done";
-      },
-    });
+    const { model, release, called } = heldModel("done");
     const server = await s.start({ model });
     const key = uniqueKey("busy");
     const client = await s.connect(server, key);
