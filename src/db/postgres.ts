@@ -21,8 +21,14 @@
  *   (see transaction());
  * - while a LISTEN connection cannot come back, postgres.js re-issues LISTEN
  *   on every failed attempt and answers all of them once it is back: a burst
- *   of onlisten calls within RECONNECT_SETTLE_MS is one reconnect.
+ *   of onlisten calls within RECONNECT_SETTLE_MS is one reconnect. And a
+ *   channel whose re-LISTEN failed is never LISTENed again by that pool: the
+ *   listener would hear nothing more, silently. So after any reconnect, every
+ *   channel is checked end to end (a NOTIFY with a check payload that the
+ *   listener never sees), and if one hears nothing within LISTEN_CHECK_MS the
+ *   pool is replaced.
  */
+import { randomUUID } from "node:crypto";
 import postgres from "postgres";
 import { type Db, type Listener, type Queryable, type Row, toDbError } from "./types.js";
 
@@ -46,6 +52,10 @@ export interface PostgresDbOptions {
 const CONNECT_TIMEOUT_S = 10;
 const RECYCLE_MIN_INTERVAL_MS = 5_000;
 const RECONNECT_SETTLE_MS = 50;
+/** After a reconnect, each LISTEN is checked end to end; one that hears nothing within this is issued anew. */
+const LISTEN_CHECK_MS = 1_000;
+/** Payload prefix of those checks (never handed to a listener; real payloads are JSON or empty). */
+const LISTEN_CHECK_PREFIX = "sessiond-listen-check:";
 
 type Sql = postgres.Sql<Record<string, postgres.PostgresType>>;
 type TxSql = postgres.TransactionSql<Record<string, postgres.PostgresType>>;
@@ -96,16 +106,51 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
   let sql = open();
   let closed = false;
   let recycledAt = 0;
-  /** Moves each LISTEN to the current pool. */
-  const moves = new Set<() => void>();
+  /** The LISTENs: their channel, the check each awaits, how to move one to the current pool. */
+  const listens = new Set<{ channel: string; awaits?: string; move: () => void }>();
+  let checking = false;
 
-  function recycle(): void {
-    if (closed || Date.now() - recycledAt < RECYCLE_MIN_INTERVAL_MS) return;
+  /**
+   * After a reconnect: NOTIFY every channel a check. When a LISTEN did not
+   * hear its own, the pool is replaced: postgres.js keeps the failed LISTEN's
+   * state for the channel, and every later LISTEN of it on that pool waits on
+   * it. Until the pool can send the checks (it may come back after the LISTEN
+   * connection), it tries again every LISTEN_CHECK_MS.
+   */
+  function checkListens(delay = RECONNECT_SETTLE_MS): void {
+    if (checking || closed) return;
+    checking = true;
+    setTimeout(async () => {
+      let done = false;
+      try {
+        const sent = [...listens];
+        for (const listen of sent) {
+          listen.awaits = randomUUID();
+          await sql.unsafe("select pg_notify($1, $2)", [listen.channel, `${LISTEN_CHECK_PREFIX}${listen.awaits}`]);
+        }
+        await new Promise((resolve) => setTimeout(resolve, LISTEN_CHECK_MS));
+        const deaf = sent.some((listen) => listen.awaits && listens.has(listen));
+        // A replaced pool's LISTENs confirm as reconnects, and that checks again.
+        if (deaf && !recycle()) checkListens(RECYCLE_MIN_INTERVAL_MS);
+        done = true;
+      } catch {
+        // The pool cannot send yet.
+      } finally {
+        checking = false;
+        if (!done) checkListens(LISTEN_CHECK_MS);
+      }
+    }, delay).unref();
+  }
+
+  /** Replaces the pool (and its LISTEN connection); false when it was replaced too recently. */
+  function recycle(): boolean {
+    if (closed || Date.now() - recycledAt < RECYCLE_MIN_INTERVAL_MS) return false;
     recycledAt = Date.now();
     const old = sql;
     sql = open();
     old.end({ timeout: 0 }).catch(() => {});
-    for (const move of moves) move();
+    for (const listen of listens) listen.move();
+    return true;
   }
 
   /** Runs `work`, replacing the pool whenever it has waited another `stuckAfterMs` (see the options). */
@@ -151,21 +196,27 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
       }
     },
     async listen(channel, onNotify, onReconnect): Promise<Listener> {
-      let listens = 0;
+      let confirmed = 0;
       let active = true;
       let settle: NodeJS.Timeout | undefined;
       let unlisten: (() => Promise<void>) | undefined;
       const onListen = () => {
-        listens += 1;
-        if (listens === 1 || !onReconnect || settle) return;
+        confirmed += 1;
+        if (confirmed === 1) return;
+        checkListens();
+        if (!onReconnect || settle) return;
         settle = setTimeout(() => {
           settle = undefined;
           if (active) onReconnect();
         }, RECONNECT_SETTLE_MS);
       };
+      const heard = (payload: string) => {
+        if (!payload.startsWith(LISTEN_CHECK_PREFIX)) onNotify(payload);
+        else if (payload.slice(LISTEN_CHECK_PREFIX.length) === record.awaits) record.awaits = undefined;
+      };
       const attach = async () => {
         const pool = sql;
-        const sub = await pool.listen(channel, onNotify, onListen);
+        const sub = await pool.listen(channel, heard, onListen);
         if (!active) await sub.unlisten().catch(() => {});
         else if (pool !== sql)
           move(); // the pool was replaced meanwhile
@@ -177,18 +228,19 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
           if (active) setTimeout(move, 1_000).unref();
         });
       };
-      moves.add(move);
+      const record: { channel: string; awaits?: string; move: () => void } = { channel, move };
+      listens.add(record);
       try {
         await attach();
       } catch (error) {
-        moves.delete(move);
+        listens.delete(record);
         throw error;
       }
       return {
         close: async () => {
           active = false;
           clearTimeout(settle);
-          moves.delete(move);
+          listens.delete(record);
           await unlisten?.();
         },
       };

@@ -27,7 +27,7 @@ import { TokenRelay } from "./token-relay.js";
 /** How long /readyz waits for the database to answer `select 1` before it reports it down. */
 const READINESS_PROBE_MS = 2_000;
 /** A statement of the server's pending this long means a wedged connection pool (see src/db/postgres.ts). */
-const DB_STUCK_AFTER_MS = 30_000;
+const DB_STUCK_AFTER_MS = 10_000;
 
 export interface StartServerOptions extends ServerConfigInput {
   /** Use this open database (it is not closed by close()); else one is opened from the config. */
