@@ -3,6 +3,9 @@
  * servers started as child processes on it, resilient clients with tokens,
  * and one afterAll that stops and removes all of it.
  */
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, afterEach } from "vitest";
 import { createPostgresDb, type Db } from "../../../src/db/index.js";
 import { mintToken } from "../../../src/server/auth.js";
@@ -33,7 +36,9 @@ export function useChaosHarness(env: Record<string, string> = {}) {
     // What the processes and clients saw, for the failure report.
     for (const server of servers) {
       const exit = server.alive ? "alive" : `exited: code ${server.child.exitCode}, signal ${server.child.signalCode}`;
-      console.error(`--- ${server.name} (${exit}) output tail:\n${server.output.slice(-4000)}`);
+      const file = join(tmpdir(), `sessiond-chaos-${server.name}-${server.pid}.log`);
+      writeFileSync(file, server.output);
+      console.error(`--- ${server.name} (${exit}), output in ${file}; its tail:\n${server.output.slice(-4000)}`);
     }
     for (const c of clients) {
       console.error(

@@ -32,11 +32,12 @@ export class PgFaults {
 
   /**
    * Terminates sessiond's LISTEN connection(s), its pool connections, or both
-   * (but none whose last statement matches `except`); returns how many of each.
+   * (only those whose last statement `select` accepts, if given); returns how
+   * many of each.
    */
-  async terminate(which: Backends, except?: RegExp): Promise<{ listen: number; pool: number }> {
+  async terminate(which: Backends, select?: (query: string) => boolean): Promise<{ listen: number; pool: number }> {
     const chosen = (await this.backends()).filter(
-      (b) => (which === "all" || (which === "listen") === b.listen) && !except?.test(b.query),
+      (b) => (which === "all" || (which === "listen") === b.listen) && (!select || select(b.query)),
     );
     if (chosen.length > 0) {
       await this.#admin`select pg_terminate_backend(pid) from unnest(${chosen.map((b) => b.pid)}::int[]) as pid`;

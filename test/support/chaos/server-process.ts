@@ -181,7 +181,8 @@ export class ServerProcess {
 
   /** One sample of /metrics by its full name with labels (e.g. `sessiond_socket_closes_total{code="4408"}`); 0 if absent. */
   async metric(name: string): Promise<number> {
-    const { body } = await this.get("/metrics");
+    // Generous: right after database faults /metrics may wait for the pool to recover (up to ~10 s).
+    const { body } = await this.get("/metrics", {}, 30_000);
     const line = body.split("\n").find((l) => l.startsWith(`${name} `));
     return line ? Number(line.slice(name.length + 1)) : 0;
   }
