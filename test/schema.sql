@@ -90,6 +90,26 @@ CREATE DOMAIN sessiond.session_key AS text
 COMMENT ON DOMAIN sessiond.session_key IS 'A session key: 1..200 characters of [A-Za-z0-9._:@-], starting with a letter or digit (safe in URLs, paths, logs and NOTIFY payloads).';
 
 --
+-- Name: session_work; Type: TYPE; Schema: sessiond; Owner: -
+--
+
+CREATE TYPE sessiond.session_work AS (
+	lease_token bigint,
+	id uuid,
+	seq bigint,
+	type text,
+	payload jsonb,
+	request_id text,
+	created_at timestamp with time zone
+);
+
+--
+-- Name: TYPE session_work; Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON TYPE sessiond.session_work IS 'What claim_session_work and next_session_work return: the caller''s fencing token and one pending event per row, in seq order (the event columns null in next_session_work''s "released" row).';
+
+--
 -- Name: type_name; Type: DOMAIN; Schema: sessiond; Owner: -
 --
 
@@ -310,6 +330,47 @@ $$;
 --
 
 COMMENT ON FUNCTION sessiond.claim_session(session_key text, owner text, ttl_ms integer) IS 'Takes the processing lease of a session if it is free or expired: returns the new fencing token (always larger than any before), or null when another owner holds a live lease.';
+
+--
+-- Name: claim_session_work(text, text, integer, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.claim_session_work(session_key text, owner text, ttl_ms integer, max_events integer) RETURNS SETOF sessiond.session_work
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+  _token bigint;
+  _processed bigint;
+begin
+  update sessiond.sessions s
+     set lease_owner = claim_session_work.owner,
+         lease_token = s.lease_token + 1,
+         lease_expires_at = clock_timestamp() + make_interval(secs => ttl_ms / 1000.0),
+         updated_at = now()
+   where s.session_key = claim_session_work.session_key
+     and s.processed_seq < s.last_seq
+     and (s.lease_owner is null or s.lease_expires_at <= clock_timestamp())
+  returning s.lease_token, s.processed_seq into _token, _processed;
+  if not found then
+    return;
+  end if;
+  -- A statement of its own (a volatile function takes a fresh snapshot per statement): it sees
+  -- every event up to the last_seq the update above read, also when it waited for an append.
+  return query
+    select _token, e.id, e.seq, e.type::text, e.payload, e.request_id::text, e.created_at
+      from sessiond.events e
+     where e.session_key = claim_session_work.session_key and e.seq > _processed
+     order by e.seq
+     limit greatest(max_events, 1);
+end
+$$;
+
+--
+-- Name: FUNCTION claim_session_work(session_key text, owner text, ttl_ms integer, max_events integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.claim_session_work(session_key text, owner text, ttl_ms integer, max_events integer) IS 'Takes the processing lease of a session that has unprocessed events and no live lease, and returns its new fencing token (larger than any before) with its next max_events unprocessed events in seq order. No rows: nothing to do here (no unprocessed event, or another owner holds a live lease); nothing is written then.';
 
 --
 -- Name: claim_sessions(text, integer, integer); Type: FUNCTION; Schema: sessiond; Owner: -
@@ -633,6 +694,49 @@ $$;
 --
 
 COMMENT ON FUNCTION sessiond.max_payload_bytes() IS 'The payload size ceiling in bytes for events and effects: the setting sessiond.max_payload_bytes (e.g. ALTER DATABASE … SET sessiond.max_payload_bytes = 131072), 65536 by default.';
+
+--
+-- Name: next_session_work(text, text, bigint, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.next_session_work(session_key text, owner text, lease_token bigint, max_events integer) RETURNS SETOF sessiond.session_work
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+  -- Release only when nothing is pending. An append in flight holds the sessions row (it raises
+  -- last_seq): this update waits for it and then re-checks the condition on the new row, so an
+  -- event committed before the release is returned below, and one committed after it notifies a
+  -- session whose lease is already free.
+  update sessiond.sessions s
+     set lease_owner = null, lease_expires_at = null, updated_at = now()
+   where s.session_key = next_session_work.session_key
+     and s.lease_owner = next_session_work.owner
+     and s.lease_token = next_session_work.lease_token
+     and s.processed_seq >= s.last_seq;
+  if found then
+    return query select next_session_work.lease_token, null::uuid, null::bigint, null::text, null::jsonb,
+                        null::text, null::timestamptz;
+    return;
+  end if;
+  -- Still held with work pending (read in a fresh snapshot, without writing), or lost: no rows.
+  return query
+    select s.lease_token, e.id, e.seq, e.type::text, e.payload, e.request_id::text, e.created_at
+      from sessiond.sessions s
+      join sessiond.events e on e.session_key = s.session_key and e.seq > s.processed_seq
+     where s.session_key = next_session_work.session_key
+       and s.lease_owner = next_session_work.owner
+       and s.lease_token = next_session_work.lease_token
+     order by e.seq
+     limit greatest(max_events, 1);
+end
+$$;
+
+--
+-- Name: FUNCTION next_session_work(session_key text, owner text, lease_token bigint, max_events integer); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.next_session_work(session_key text, owner text, lease_token bigint, max_events integer) IS 'What the lease holder (same owner and token) does after a run, in one statement: with unprocessed events, returns the next max_events of them in seq order and keeps the lease (nothing written); with none, releases the lease and returns one row whose event columns are null. No rows: the caller no longer holds the lease.';
 
 --
 -- Name: notify_payload(jsonb); Type: FUNCTION; Schema: sessiond; Owner: -

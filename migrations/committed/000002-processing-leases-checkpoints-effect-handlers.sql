@@ -1,5 +1,5 @@
 --! Previous: sha1:2e29663d95506b3500be88b83a8727712c01d74a
---! Hash: sha1:0a311284cde6d62fd70272a7af2356a7b4025149
+--! Hash: sha1:c6a08bb604de69a2625f7310290a8d75aa18dae4
 --! Message: processing leases, checkpoints, effect handlers
 
 -- ============================================================================
@@ -86,6 +86,85 @@ as $$
 $$;
 comment on function sessiond.release_session(text, text, bigint) is
   'Gives a lease back (same owner and token) so another processor may claim the session at once; false when it was not held.';
+
+-- The processor's two hot statements: one before a session's first run (claim +
+-- read), one after each run (read the next events, or release when there are
+-- none). Each does in one round trip what used to take two or three.
+create type sessiond.session_work as (
+  lease_token bigint, id uuid, seq bigint, type text, payload jsonb, request_id text, created_at timestamptz
+);
+comment on type sessiond.session_work is
+  'What claim_session_work and next_session_work return: the caller''s fencing token and one pending event per row, in seq order (the event columns null in next_session_work''s "released" row).';
+
+create function sessiond.claim_session_work(session_key text, owner text, ttl_ms integer, max_events integer)
+returns setof sessiond.session_work
+  language plpgsql volatile
+as $$
+#variable_conflict use_column
+declare
+  _token bigint;
+  _processed bigint;
+begin
+  update sessiond.sessions s
+     set lease_owner = claim_session_work.owner,
+         lease_token = s.lease_token + 1,
+         lease_expires_at = clock_timestamp() + make_interval(secs => ttl_ms / 1000.0),
+         updated_at = now()
+   where s.session_key = claim_session_work.session_key
+     and s.processed_seq < s.last_seq
+     and (s.lease_owner is null or s.lease_expires_at <= clock_timestamp())
+  returning s.lease_token, s.processed_seq into _token, _processed;
+  if not found then
+    return;
+  end if;
+  -- A statement of its own (a volatile function takes a fresh snapshot per statement): it sees
+  -- every event up to the last_seq the update above read, also when it waited for an append.
+  return query
+    select _token, e.id, e.seq, e.type::text, e.payload, e.request_id::text, e.created_at
+      from sessiond.events e
+     where e.session_key = claim_session_work.session_key and e.seq > _processed
+     order by e.seq
+     limit greatest(max_events, 1);
+end
+$$;
+comment on function sessiond.claim_session_work(text, text, integer, integer) is
+  'Takes the processing lease of a session that has unprocessed events and no live lease, and returns its new fencing token (larger than any before) with its next max_events unprocessed events in seq order. No rows: nothing to do here (no unprocessed event, or another owner holds a live lease); nothing is written then.';
+
+create function sessiond.next_session_work(session_key text, owner text, lease_token bigint, max_events integer)
+returns setof sessiond.session_work
+  language plpgsql volatile
+as $$
+#variable_conflict use_column
+begin
+  -- Release only when nothing is pending. An append in flight holds the sessions row (it raises
+  -- last_seq): this update waits for it and then re-checks the condition on the new row, so an
+  -- event committed before the release is returned below, and one committed after it notifies a
+  -- session whose lease is already free.
+  update sessiond.sessions s
+     set lease_owner = null, lease_expires_at = null, updated_at = now()
+   where s.session_key = next_session_work.session_key
+     and s.lease_owner = next_session_work.owner
+     and s.lease_token = next_session_work.lease_token
+     and s.processed_seq >= s.last_seq;
+  if found then
+    return query select next_session_work.lease_token, null::uuid, null::bigint, null::text, null::jsonb,
+                        null::text, null::timestamptz;
+    return;
+  end if;
+  -- Still held with work pending (read in a fresh snapshot, without writing), or lost: no rows.
+  return query
+    select s.lease_token, e.id, e.seq, e.type::text, e.payload, e.request_id::text, e.created_at
+      from sessiond.sessions s
+      join sessiond.events e on e.session_key = s.session_key and e.seq > s.processed_seq
+     where s.session_key = next_session_work.session_key
+       and s.lease_owner = next_session_work.owner
+       and s.lease_token = next_session_work.lease_token
+     order by e.seq
+     limit greatest(max_events, 1);
+end
+$$;
+comment on function sessiond.next_session_work(text, text, bigint, integer) is
+  'What the lease holder (same owner and token) does after a run, in one statement: with unprocessed events, returns the next max_events of them in seq order and keeps the lease (nothing written); with none, releases the lease and returns one row whose event columns are null. No rows: the caller no longer holds the lease.';
 
 create function sessiond.commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb)
 returns setof sessiond.enqueued_effect

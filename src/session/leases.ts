@@ -8,15 +8,6 @@ export const LEASE_LOST = "SDL01";
 /** SQLSTATE raised by sessiond.commit_run for a commit that is not the next event. */
 export const OUT_OF_ORDER = "SDO01";
 
-export async function claimSession(db: Queryable, sessionKey: string, owner: string, ttlMs: number) {
-  const [row] = await db.query<{ token: number | null }>("select sessiond.claim_session($1, $2, $3) as token", [
-    sessionKey,
-    owner,
-    ttlMs,
-  ]);
-  return row?.token ?? null;
-}
-
 export async function claimSessions(db: Queryable, owner: string, ttlMs: number, max: number) {
   return db.query<{ session_key: string; lease_token: number }>("select * from sessiond.claim_sessions($1, $2, $3)", [
     owner,
@@ -90,40 +81,17 @@ export async function commitRun(
   ]);
 }
 
-export interface PendingWork {
-  /** The session's current fencing token. */
-  leaseToken: number;
-  /** The next unprocessed events, in seq order (empty when caught up). */
-  events: SessionEvent[];
+interface SessionWorkRow {
+  lease_token: number;
+  id: string | null;
+  seq: number | null;
+  type: string | null;
+  payload: Record<string, unknown> | null;
+  request_id: string | null;
+  created_at: Date | null;
 }
 
-/** The session's token and its next unprocessed events, in one round trip. */
-export async function readPendingWork(
-  db: Queryable,
-  sessionKey: string,
-  limit: number,
-): Promise<PendingWork | undefined> {
-  const rows = await db.query<{
-    lease_token: number;
-    id: string | null;
-    seq: number | null;
-    type: string;
-    payload: Record<string, unknown>;
-    request_id: string;
-    created_at: Date;
-  }>(
-    `select s.lease_token, e.id, e.seq, e.type, e.payload, e.request_id, e.created_at
-       from sessiond.sessions s
-       left join lateral (
-         select * from sessiond.events e
-          where e.session_key = s.session_key and e.seq > s.processed_seq
-          order by e.seq limit $2) e on true
-      where s.session_key = $1
-      order by e.seq`,
-    [sessionKey, limit],
-  );
-  const first = rows[0];
-  if (!first) return undefined;
+function toEvents(sessionKey: string, rows: SessionWorkRow[]): SessionEvent[] {
   const events: SessionEvent[] = [];
   for (const row of rows) {
     if (row.id === null || row.seq === null) continue;
@@ -131,37 +99,64 @@ export async function readPendingWork(
       id: row.id,
       sessionKey,
       seq: row.seq,
-      type: row.type,
-      payload: row.payload,
-      requestId: row.request_id,
-      createdAt: row.created_at,
+      type: row.type as string,
+      payload: row.payload ?? {},
+      requestId: row.request_id as string,
+      createdAt: row.created_at as Date,
     });
   }
-  return { leaseToken: first.lease_token, events };
+  return events;
 }
 
-export interface SessionCursor {
-  lastSeq: number;
-  processedSeq: number;
-  leaseToken: number;
-  leaseOwner: string | null;
+export interface ClaimedWork {
+  /** The new fencing token. */
+  token: number;
+  /** The next unprocessed events, in seq order. */
+  events: SessionEvent[];
 }
 
-export async function readCursor(db: Queryable, sessionKey: string): Promise<SessionCursor | undefined> {
-  const [row] = await db.query<{
-    last_seq: number;
-    processed_seq: number;
-    lease_token: number;
-    lease_owner: string | null;
-  }>("select last_seq, processed_seq, lease_token, lease_owner from sessiond.sessions where session_key = $1", [
+/**
+ * Takes the lease of a session with unprocessed events and reads them, in one statement
+ * (claim_session_work). Undefined when there is nothing to do or another owner holds the lease.
+ */
+export async function claimSessionWork(
+  db: Queryable,
+  sessionKey: string,
+  owner: string,
+  ttlMs: number,
+  maxEvents: number,
+): Promise<ClaimedWork | undefined> {
+  const rows = await db.query<SessionWorkRow>("select * from sessiond.claim_session_work($1, $2, $3, $4)", [
     sessionKey,
+    owner,
+    ttlMs,
+    maxEvents,
   ]);
-  return row
-    ? {
-        lastSeq: row.last_seq,
-        processedSeq: row.processed_seq,
-        leaseToken: row.lease_token,
-        leaseOwner: row.lease_owner,
-      }
-    : undefined;
+  const first = rows[0];
+  return first ? { token: first.lease_token, events: toEvents(sessionKey, rows) } : undefined;
+}
+
+/** What the lease holder does after a run: go on with these events, or it released, or it lost the lease. */
+export type NextWork = { kind: "events"; events: SessionEvent[] } | { kind: "released" } | { kind: "lost" };
+
+/**
+ * After a run, in one statement (next_session_work): the next unprocessed events while the
+ * lease is kept, or the lease released because there are none, or the lease found lost.
+ */
+export async function nextSessionWork(
+  db: Queryable,
+  sessionKey: string,
+  owner: string,
+  token: number,
+  maxEvents: number,
+): Promise<NextWork> {
+  const rows = await db.query<SessionWorkRow>("select * from sessiond.next_session_work($1, $2, $3, $4)", [
+    sessionKey,
+    owner,
+    token,
+    maxEvents,
+  ]);
+  if (rows.length === 0) return { kind: "lost" };
+  const events = toEvents(sessionKey, rows);
+  return events.length === 0 ? { kind: "released" } : { kind: "events", events };
 }

@@ -3,10 +3,12 @@
  * order, exactly once, across any number of processes sharing one Postgres.
  *
  * States of a session, as seen from one process:
- *   idle ──notify/sweep + claim_session──▶ active (lease held, token T)
- *   active: loop { read cursor; run next batch; commit_run(T) } until no work
- *   active ──no work──▶ release_session ──▶ idle (then re-check: a NOTIFY that
- *           arrived while we were finishing must not be lost)
+ *   idle ──notify: claim_session_work (lease + events, one statement)──▶ active
+ *   idle ──sweep: claim_sessions, then next_session_work──▶ active (token T)
+ *   active: loop { run next batch; commit_run(T); next_session_work(T) }
+ *   active ──next_session_work finds no work: it released the lease──▶ idle
+ *           (then re-check: a NOTIFY that arrived while we were finishing
+ *           must not be lost)
  *   active ──heartbeat false / SDL01──▶ lost: abort the run, commit nothing,
  *           do not release (the new owner holds the lease now)
  *
@@ -18,6 +20,11 @@
  * - Events are processed strictly in seq order (commit_run refuses anything
  *   else), one run per session at a time (the lease), and at most
  *   `concurrency` sessions at a time in this process.
+ * - next_session_work releases only when nothing is pending, in the same
+ *   statement that looks: an event committed before it is returned as work,
+ *   one committed after it notifies a session whose lease is free. That
+ *   NOTIFY may still find the session in #active here (marked dirty): the
+ *   loop's finally claims again.
  * - Dispatch is push: a NOTIFY on sessiond_events starts work at once. The
  *   sweep (claim_sessions, every sweepMs and right after the listener
  *   reconnects) is only the fallback; in poll-only mode it is all there is.
@@ -27,14 +34,13 @@ import { Channels, type Db, DbError, isConnectionError, type Listener, parseSeqP
 import type { PendingEffect } from "../effects/emit.js";
 import type { SessionEvent } from "../events/index.js";
 import {
-  claimSession,
   claimSessions,
+  claimSessionWork,
   commitRun,
   heartbeatSession,
   LEASE_LOST,
+  nextSessionWork,
   type RunOutcome,
-  readCursor,
-  readPendingWork,
   releaseSession,
 } from "./leases.js";
 import { type GraphRunner, UnsupportedEventError } from "./run.js";
@@ -64,6 +70,13 @@ export interface ProcessorHooks {
   beforeCommit?(sessionKey: string, seq: number): void | Promise<void>;
   /** A run committed. */
   onCommitted?(sessionKey: string, seqs: number[]): void;
+  /** A notification for the session reached this processor (after it was acted on). */
+  onNotified?(sessionKey: string, seq: number): void;
+  /**
+   * The session had no more work and its lease was given back; it still counts as active here
+   * until this returns (tests hold it to reproduce a NOTIFY arriving while a session finishes).
+   */
+  afterRelease?(sessionKey: string): void | Promise<void>;
 }
 
 export interface ProcessorOptions {
@@ -97,6 +110,9 @@ export interface ProcessorOptions {
   remoteClaimDelayMs?: number;
 }
 
+/** Unprocessed events read per claim or look (a batch takes what chooseBatch picks of them). */
+const BATCH_READ = 64;
+
 class LeaseLostError extends Error {
   constructor(sessionKey: string) {
     super(`lease lost on session ${sessionKey}`);
@@ -111,7 +127,7 @@ interface ActiveSession {
   lost: boolean;
   /** A newer event asked to interrupt the running one. */
   interrupting: boolean;
-  /** A notification arrived while active (diagnostics). */
+  /** A notification arrived since the last look at the pending events: look again before leaving. */
   dirty: boolean;
   heartbeat: NodeJS.Timeout | undefined;
 }
@@ -259,6 +275,7 @@ export class SessionProcessor {
       } else {
         void this.#tryStart(sessionKey);
       }
+      this.#hooks.onNotified?.(sessionKey, seq);
     }
   }
 
@@ -293,22 +310,23 @@ export class SessionProcessor {
     // cannot all pass the check above.
     this.#claiming.add(sessionKey);
     try {
-      const token = await claimSession(this.#db, sessionKey, this.owner, this.#leaseMs).finally(() =>
+      // The lease and the events to run, in one round trip; nothing when there is no work.
+      const claimed = await claimSessionWork(this.#db, sessionKey, this.owner, this.#leaseMs, BATCH_READ).finally(() =>
         this.#claiming.delete(sessionKey),
       );
-      if (token === null || this.#stopping || this.#active.has(sessionKey)) {
-        if (token !== null && !this.#active.has(sessionKey)) {
-          await releaseSession(this.#db, sessionKey, this.owner, token);
-        }
+      if (!claimed) return;
+      if (this.#stopping || this.#active.has(sessionKey)) {
+        if (!this.#active.has(sessionKey)) await releaseSession(this.#db, sessionKey, this.owner, claimed.token);
         return;
       }
-      this.#startLoop(sessionKey, token);
+      this.#startLoop(sessionKey, claimed.token, claimed.events);
     } catch (error) {
       if (!this.#stopping) this.#log.error({ sessionKey, err: error }, "claim failed");
     }
   }
 
-  #startLoop(sessionKey: string, token: number): void {
+  /** Starts the session's loop with the lease `token`, on `events` if the claim read them already. */
+  #startLoop(sessionKey: string, token: number, events?: SessionEvent[]): void {
     const state: ActiveSession = {
       token,
       abort: undefined,
@@ -321,7 +339,7 @@ export class SessionProcessor {
     this.#active.set(sessionKey, state);
     state.heartbeat = setInterval(() => void this.#heartbeat(sessionKey, state), Math.max(50, this.#leaseMs / 3));
     state.heartbeat.unref();
-    const loop = this.#loop(sessionKey, state).finally(() => {
+    const loop = this.#loop(sessionKey, state, events).finally(() => {
       this.#loops.delete(loop);
     });
     this.#loops.add(loop);
@@ -344,31 +362,28 @@ export class SessionProcessor {
     state.abort?.abort(new LeaseLostError(sessionKey));
   }
 
-  async #loop(sessionKey: string, state: ActiveSession): Promise<void> {
+  async #loop(sessionKey: string, state: ActiveSession, claimed: SessionEvent[] | undefined): Promise<void> {
     let released = false;
     try {
-      for (;;) {
-        while (!this.#stopping && !state.lost) {
+      let events = claimed;
+      while (!this.#stopping && !state.lost) {
+        if (!events?.length) {
+          // Any NOTIFY from here on may be for an event this statement does not see.
           state.dirty = false;
-          const work = await readPendingWork(this.#db, sessionKey, 64);
-          if (!work || work.events.length === 0) break;
-          if (work.leaseToken !== state.token) {
+          const next = await nextSessionWork(this.#db, sessionKey, this.owner, state.token, BATCH_READ);
+          if (next.kind === "lost") {
             this.#markLost(sessionKey, state);
             break;
           }
-          await this.#processBatch(sessionKey, state, chooseBatch(work.events));
+          if (next.kind === "released") {
+            released = true;
+            await this.#hooks.afterRelease?.(sessionKey);
+            break;
+          }
+          events = next.events;
         }
-        if (state.lost || this.#stopping) break;
-        // Give the lease back, then make sure no event slipped in meanwhile: its
-        // NOTIFY may have arrived while this loop still counted as active.
-        await releaseSession(this.#db, sessionKey, this.owner, state.token);
-        released = true;
-        const cursor = await readCursor(this.#db, sessionKey);
-        if (!cursor || cursor.processedSeq >= cursor.lastSeq) break;
-        const token = await claimSession(this.#db, sessionKey, this.owner, this.#leaseMs);
-        if (token === null) break;
-        state.token = token;
-        released = false;
+        await this.#processBatch(sessionKey, state, chooseBatch(events));
+        events = undefined;
       }
     } catch (error) {
       if (isConnectionError(error)) {
@@ -382,8 +397,8 @@ export class SessionProcessor {
       if (!state.lost && !released) {
         await releaseSession(this.#db, sessionKey, this.owner, state.token).catch(() => {});
       }
-      // A notification that came after the last look at the cursor found the session
-      // still active and only marked it dirty: look again now that it is not.
+      // A notification that came after the last look at the pending events found the
+      // session still active and only marked it dirty: look again now that it is not.
       if (state.dirty && !state.lost && !this.#stopping) void this.#tryStart(sessionKey);
       this.#pumpWanted();
     }

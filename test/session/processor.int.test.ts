@@ -273,6 +273,35 @@ describeEachDb("session processing", (t) => {
     expect(most).toBeLessThanOrEqual(2);
   });
 
+  it("an event appended while its session finishes (lease given back, still active here) is run without the sweep", async () => {
+    const hold = gate();
+    let released = 0;
+    let notifiedOfSecond = false;
+    const rt = await runtime(t.db, {
+      sweepMs: 600_000, // the sweep must not be what rescues the event
+      hooks: {
+        async afterRelease() {
+          released += 1;
+          if (released === 1) await hold.promise;
+        },
+        onNotified(_sessionKey, seq) {
+          if (seq === 2) notifiedOfSecond = true;
+        },
+      },
+    });
+    const s = uniqueKey();
+    await rt.sendMessage({ sessionKey: s, requestId: "r1", text: "first" });
+    await eventually(() => released === 1, { what: "the first turn's release" });
+    // The session's lease is free, but this process has not left the session yet: the second
+    // event's NOTIFY arrives now and finds it active.
+    await rt.sendMessage({ sessionKey: s, requestId: "r2", text: "second" });
+    await eventually(() => notifiedOfSecond, { what: "the second event's NOTIFY at the processor" });
+    expect(rt.processor.activeSessions).toBe(1);
+    hold.open();
+    await eventually(() => isCaughtUp(t.db, s, 2), { what: "the event appended while the session finished" });
+    expect((await clientEffects(t.db, s)).map((e) => e.event_seq)).toEqual([1, 2]);
+  });
+
   it("poll-only mode processes through the sweep alone", async () => {
     const rt = await runtime(t.db, { mode: "poll-only", sweepMs: 50 });
     const s = uniqueKey();
