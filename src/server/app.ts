@@ -4,7 +4,7 @@
  * the token, before touching anything else. Errors are JSON bodies shaped like
  * the WebSocket error frame ({type: "error", code, message}) — never a stack.
  */
-import { upgradeWebSocket } from "@hono/node-server";
+import { type HttpBindings, upgradeWebSocket } from "@hono/node-server";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
@@ -49,6 +49,11 @@ export interface AppDeps {
 
 function fail(c: Context, status: ContentfulStatusCode, code: ErrorCode, message: string, requestId?: string) {
   return c.json(errorFrame(code, message, requestId), status);
+}
+
+/** The socket of an upgrade request on @hono/node-server (`c.env.incoming`), if this is one. */
+function upgradeSocket(c: Context): HttpBindings["incoming"]["socket"] | undefined {
+  return (c.env as Partial<HttpBindings> | undefined)?.incoming?.socket;
 }
 
 /** Parses a cursor (`after`, `Last-Event-ID`): a whole number ≥ 0, or an error message. */
@@ -159,14 +164,15 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c,
       {
         onOpen(_event, ws) {
-          connection = new ClientConnection(ws.raw as import("ws").WebSocket, sessionKey, start, expiresAt, {
-            runtime,
-            hub,
-            metrics,
-            config,
-            logger,
-            draining: deps.draining,
-          });
+          connection = new ClientConnection(
+            ws.raw as import("ws").WebSocket,
+            sessionKey,
+            start,
+            expiresAt,
+            { runtime, hub, metrics, config, logger, draining: deps.draining },
+            // ws adopts the upgrade request's socket; corking it lets a replay batch leave in one write.
+            upgradeSocket(c),
+          );
           deps.connections.add(connection);
           if (start === null) {
             connection.refuseStart(`cannot resume after seq ${after}: the session's head is ${head}`);

@@ -7,9 +7,12 @@
  * strikes in a minute close the socket (4400). Outbound, every frame checks
  * the socket's buffered amount: past the limit the client is too slow and the
  * socket is closed (4408) rather than buffering without bound — the client
- * reconnects and resumes from its last seq.
+ * reconnects and resumes from its last seq. The delivery pump, which can wait,
+ * stops at half that limit (`congested`) until the socket has flushed, so a
+ * replay of large frames does not cut a client that reads.
  */
 import { randomUUID } from "node:crypto";
+import type { Duplex } from "node:stream";
 import { WebSocket } from "ws";
 import { DbError, SqlState } from "../db/index.js";
 import type { Logger } from "../session/processor.js";
@@ -67,6 +70,8 @@ export class ClientConnection implements DeliveryTarget {
   readonly id = randomUUID();
   readonly sessionKey: string;
   readonly #ws: WebSocket;
+  /** The socket under #ws, when known: corked while the pump writes a batch. */
+  readonly #socket: Pick<Duplex, "cork" | "uncork"> | undefined;
   readonly #deps: ConnectionDeps;
   readonly #log: Logger;
   readonly #rate: TokenBucket;
@@ -83,8 +88,16 @@ export class ClientConnection implements DeliveryTarget {
   #unflushed = 0;
   #flushWaiters: Array<() => void> = [];
 
-  constructor(ws: WebSocket, sessionKey: string, after: number | null, expiresAt: number, deps: ConnectionDeps) {
+  constructor(
+    ws: WebSocket,
+    sessionKey: string,
+    after: number | null,
+    expiresAt: number,
+    deps: ConnectionDeps,
+    socket?: Pick<Duplex, "cork" | "uncork">,
+  ) {
     this.#ws = ws;
+    this.#socket = socket;
     this.sessionKey = sessionKey;
     this.#deps = deps;
     this.#log = deps.logger.child ? deps.logger.child({ sessionKey, conn: this.id }) : deps.logger;
@@ -140,6 +153,18 @@ export class ClientConnection implements DeliveryTarget {
   flushed(): Promise<void> {
     if (this.#unflushed === 0 || this.#closed) return Promise.resolve();
     return new Promise((resolve) => this.#flushWaiters.push(resolve));
+  }
+
+  get congested(): boolean {
+    return this.#ws.bufferedAmount >= this.#deps.config.outboundBufferBytes / 2;
+  }
+
+  cork(): void {
+    this.#socket?.cork();
+  }
+
+  uncork(): void {
+    this.#socket?.uncork();
   }
 
   /** Closes the socket from the server side with `code`. */

@@ -6,22 +6,41 @@
  * only, `sessiond.effects_after(key, cursor)`, in seq order. A feed's pump
  * runs that query and sends what it got, and repeats while it was woken again
  * meanwhile. A NOTIFY on sessiond_effects wakes the feeds of the sessions it
- * names (an empty payload, or a LISTEN reconnect, wakes every feed).
+ * names (an empty payload, or a LISTEN reconnect, wakes every feed); the
+ * process that committed a run also wakes its own feeds of that session at
+ * once (`wakeSession`), without waiting for its NOTIFY to come back.
  *
  * Why this has no gap and no duplicate at the replay → live seam: the LISTEN
  * is up before any feed exists, and a NOTIFY is delivered only after its
  * transaction commits. So an effect either committed before a pump query
  * began (the query returns it) or its NOTIFY arrives after the query began,
- * which sets `again` and the pump queries once more from the advanced cursor.
- * Effects of one session become visible in seq order (enqueue_effects holds
- * the session lock until commit), so a cursor never skips one; the cursor only
- * moves forward past frames actually sent, so nothing is sent twice — except
- * when the client explicitly rewinds with `resume`.
+ * and the pump queries once more from the advanced cursor. Effects of one
+ * session become visible in seq order (enqueue_effects holds the session lock
+ * until commit), so a cursor never skips one; the cursor only moves forward
+ * past frames actually sent, so nothing is sent twice — except when the
+ * client explicitly rewinds with `resume`.
  *
- * A pump has at most one batch in flight: after sending a batch it waits until
- * the subscriber has flushed it before reading the next, so a long replay
- * never piles up in memory. Database errors are retried with a backoff while
- * the subscriber is open.
+ * What "woken again" means, exactly. A wake without a seq (a sweep, a LISTEN
+ * reconnect, a local commit) sets `again`, cleared when a query is issued:
+ * that query began after the wake. A NOTIFY names the highest seq it
+ * committed, kept in `wanted`. `covered` is a seq up to which every client
+ * effect has been sent: the last row of a delivered batch (visibility in seq
+ * order), and, after a batch that was not full, whatever `wanted` was when its
+ * query was issued (those commits were visible to it). The pump reads again
+ * while `again` or `wanted > covered`; so a NOTIFY for effects the running
+ * query already returned costs no second query.
+ *
+ * Pipelining and backpressure. Rows are read `batchSize` (1,000) at a time;
+ * when a batch comes back full, the next one is read while this one is sent
+ * and drains, so reads and sends overlap (a prefetched batch is dropped if a
+ * rewind made it stale). A batch is written corked (one write for many
+ * frames); when the target says it is congested (its buffer is half full)
+ * the pump waits until what it sent has flushed before sending more, and it
+ * waits for that after every batch too. So a feed holds at most two batches
+ * in memory and at most about half the outbound limit in the socket buffer:
+ * a slow reader stalls its own pump and nothing else, and the slow-consumer
+ * cut (4408) stays for frames outside the pump. Database errors are retried
+ * with a backoff while the subscriber is open.
  */
 import { randomUUID } from "node:crypto";
 import { Channels, type Db, type Listener, parseSeqPairs, type Queryable } from "../db/index.js";
@@ -96,6 +115,11 @@ export interface DeliveryTarget {
   deliver(frame: DurableFrame): boolean;
   /** Resolves when what was sent so far has left this process's buffers. */
   flushed(): Promise<void>;
+  /** True when enough is buffered that the pump should wait for `flushed()` before sending more. */
+  readonly congested?: boolean;
+  /** Frames delivered between cork() and uncork() may leave in one write. */
+  cork?(): void;
+  uncork?(): void;
 }
 
 /** Test seams. @internal */
@@ -113,9 +137,21 @@ export interface DeliveryHubOptions {
   /** notify: LISTEN sessiond_effects. poll-only: wake every feed every pollMs. */
   mode: "notify" | "poll-only";
   pollMs: number;
-  /** Rows per pump query (default 200). */
+  /** Rows per pump query (default 1,000). */
   batchSize?: number;
   hooks?: DeliveryHooks;
+}
+
+/** Rows per pump query unless the hub is told otherwise. */
+export const DEFAULT_BATCH_SIZE = 1_000;
+
+/** One pump query's answer, with what was known when it was issued. */
+interface Batch {
+  generation: number;
+  after: number;
+  /** `wanted` when the query was issued: every commit it names was visible to the query. */
+  wanted: number;
+  rows: EffectRow[];
 }
 
 export class Feed {
@@ -125,7 +161,12 @@ export class Feed {
   readonly #hub: DeliveryHub;
   #generation = 0;
   #running = false;
+  /** Woken without a seq since the last query was issued. */
   #again = false;
+  /** The highest seq a NOTIFY named. */
+  #wanted = 0;
+  /** Every client effect with a seq up to this one has been sent (see the design note). */
+  #covered: number;
   #retry: NodeJS.Timeout | undefined;
   #failures = 0;
 
@@ -133,25 +174,27 @@ export class Feed {
     this.#hub = hub;
     this.target = target;
     this.cursor = after;
+    this.#covered = after;
   }
 
   /** Something was committed (with seq ≤ maxSeq, if known): read again. */
   wake(maxSeq?: number): void {
-    if (maxSeq !== undefined && maxSeq <= this.cursor && !this.#running) return;
-    this.#again = true;
-    if (!this.#running && !this.#retry) void this.#pump();
+    if (maxSeq === undefined) this.#again = true;
+    else if (maxSeq > this.#wanted) this.#wanted = maxSeq;
+    if (this.#wantsRead && !this.#running && !this.#retry) void this.#pump();
   }
 
   /** Moves the cursor (resume); a batch in flight from the old cursor is dropped. */
   rewind(after: number): void {
     this.#generation += 1;
     this.cursor = after;
+    this.#covered = after;
     this.wake();
   }
 
-  /** True while the pump is reading or sending (tests wait for idle). */
+  /** True while the pump is reading or sending, or has a read to do (tests wait for idle). */
   get busy(): boolean {
-    return this.#running || this.#again;
+    return this.#running || this.#wantsRead;
   }
 
   stop(): void {
@@ -159,30 +202,55 @@ export class Feed {
     this.#retry = undefined;
   }
 
+  get #wantsRead(): boolean {
+    return this.#again || this.#wanted > this.#covered;
+  }
+
+  /** Issues a query from `after`; whatever was woken before this moment is visible to it. */
+  #read(after: number): Promise<Batch> {
+    this.#again = false;
+    const generation = this.#generation;
+    const wanted = this.#wanted;
+    const { db, batchSize } = this.#hub.deps;
+    const read = effectsAfter(db, this.target.sessionKey, after, batchSize).then((rows) => ({
+      generation,
+      after,
+      wanted,
+      rows,
+    }));
+    // A prefetch may be dropped unawaited (the subscriber left); its failure then matters to no one.
+    read.catch(() => {});
+    return read;
+  }
+
   async #pump(): Promise<void> {
     this.#running = true;
-    const { db, batchSize, hooks, logger, metrics } = this.#hub.deps;
+    const { batchSize, hooks, logger } = this.#hub.deps;
     const key = this.target.sessionKey;
+    let next: Promise<Batch> | undefined;
     try {
-      while (this.#again && this.target.isOpen) {
-        this.#again = false;
-        const generation = this.#generation;
-        const after = this.cursor;
-        const rows = await effectsAfter(db, key, after, batchSize);
-        await hooks?.afterQuery?.(key, after, rows.length);
-        if (generation !== this.#generation) {
+      while (this.target.isOpen) {
+        if (!next) {
+          if (!this.#wantsRead) break;
+          next = this.#read(this.cursor);
+        }
+        const batch = await next;
+        next = undefined;
+        await hooks?.afterQuery?.(key, batch.after, batch.rows.length);
+        if (batch.generation !== this.#generation || batch.after !== this.cursor) {
+          // A rewind moved the cursor while this batch was read: it is stale.
           this.#again = true;
           continue;
         }
-        for (const row of rows) {
-          if (!this.target.isOpen || generation !== this.#generation) break;
-          if (!this.target.deliver(effectFrame(row))) break;
-          this.cursor = row.seq;
-          metrics.delivered(row.created_at);
-          logger.debug({ sessionKey: key, seq: row.seq, type: row.type }, "delivered");
-        }
-        if (rows.length === batchSize) this.#again = true;
-        if (rows.length > 0) await this.target.flushed();
+        const last = batch.rows.at(-1);
+        const full = batch.rows.length === batchSize;
+        // Read the next batch while this one is sent and drains.
+        if (full && last) next = this.#read(last.seq);
+        const sent = await this.#send(batch);
+        if (sent === "refused") break;
+        if (sent === "stale") continue;
+        this.#covered = Math.max(this.#covered, last?.seq ?? 0, full ? 0 : batch.wanted);
+        if (last) logger.debug({ sessionKey: key, from: batch.rows[0]?.seq, to: last.seq }, "delivered");
       }
       this.#failures = 0;
     } catch (error) {
@@ -201,7 +269,34 @@ export class Feed {
       this.#running = false;
     }
     // Woken while the last send was being flushed, after the loop checked.
-    if (this.#again && this.target.isOpen && !this.#retry) void this.#pump();
+    if (this.#wantsRead && this.target.isOpen && !this.#retry) void this.#pump();
+  }
+
+  /**
+   * Sends a batch corked, pausing whenever the target is congested, then waits until it flushed.
+   * "stale": a rewind came while it waited; "refused": the target could not take a frame (it closes).
+   */
+  async #send(batch: Batch): Promise<"sent" | "stale" | "refused"> {
+    const target = this.target;
+    const { metrics } = this.#hub.deps;
+    target.cork?.();
+    try {
+      for (const row of batch.rows) {
+        if (target.congested) {
+          target.uncork?.();
+          await target.flushed();
+          target.cork?.();
+        }
+        if (batch.generation !== this.#generation) return "stale";
+        if (!target.isOpen || !target.deliver(effectFrame(row))) return "refused";
+        this.cursor = row.seq;
+        metrics.delivered(row.created_at);
+      }
+    } finally {
+      target.uncork?.();
+    }
+    if (batch.rows.length > 0) await target.flushed();
+    return batch.generation === this.#generation ? "sent" : "stale";
   }
 }
 
@@ -223,7 +318,7 @@ export class DeliveryHub {
       db: options.db,
       metrics: options.metrics,
       logger: options.logger,
-      batchSize: options.batchSize ?? 200,
+      batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
       hooks: options.hooks,
     };
     this.#mode = options.mode;

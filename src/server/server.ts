@@ -43,7 +43,7 @@ export interface StartServerOptions extends ServerConfigInput {
   runtimeOptions?: Partial<
     Omit<RuntimeOptions, "db" | "model" | "graph" | "registry" | "isLocal" | "hooks" | "logger">
   >;
-  /** Rows per delivery query (default 200). @internal */
+  /** Rows per delivery query (default 1,000). @internal */
   deliveryBatchSize?: number;
   /** @internal test seams of the delivery pump. */
   deliveryHooks?: DeliveryHooks;
@@ -134,8 +134,11 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
         onRunStart: () => {
           metrics.runsStarted += 1;
         },
-        onCommitted: () => {
+        onCommitted: (sessionKey) => {
           metrics.runsCommitted += 1;
+          // This process's own subscribers read the run's effects now, not when its NOTIFY comes
+          // back; the NOTIFY still wakes other processes, and a feed that already read them skips it.
+          hub.wakeSession(sessionKey);
         },
       },
     });

@@ -70,6 +70,11 @@ class SseTarget implements DeliveryTarget {
     return true;
   }
 
+  /** Half the limit queued: the delivery pump waits for the reader before sending more. */
+  get congested(): boolean {
+    return (this.controller?.desiredSize ?? 0) <= -this.#limit / 2;
+  }
+
   flushed(): Promise<void> {
     if (this.closed || (this.controller?.desiredSize ?? 1) > 0) return Promise.resolve();
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
