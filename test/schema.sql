@@ -404,10 +404,10 @@ $$;
 COMMENT ON FUNCTION sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer) IS 'The sweep: takes the leases of up to max_sessions sessions that have unprocessed events and no live lease (free or expired), skipping rows other claimers hold. Returns each with its new fencing token.';
 
 --
--- Name: commit_run(text, bigint, jsonb, jsonb); Type: FUNCTION; Schema: sessiond; Owner: -
+-- Name: commit_run(text, bigint, jsonb, jsonb, jsonb); Type: FUNCTION; Schema: sessiond; Owner: -
 --
 
-CREATE FUNCTION sessiond.commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb) RETURNS SETOF sessiond.enqueued_effect
+CREATE FUNCTION sessiond.commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb, checkpoint_rows jsonb DEFAULT NULL::jsonb) RETURNS SETOF sessiond.enqueued_effect
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
@@ -452,6 +452,11 @@ begin
   update sessiond.sessions s set processed_seq = _expected, updated_at = now()
    where s.session_key = commit_run.session_key;
 
+  if checkpoint_rows is not null then
+    perform sessiond.put_checkpoint_rows(checkpoint_rows->'blobs', checkpoint_rows->'checkpoints',
+                                         checkpoint_rows->'writes');
+  end if;
+
   if effects is not null and jsonb_typeof(effects) = 'array' and jsonb_array_length(effects) > 0 then
     return query select * from sessiond.enqueue_effects(commit_run.session_key, effects);
   end if;
@@ -459,10 +464,10 @@ end
 $$;
 
 --
--- Name: FUNCTION commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb); Type: COMMENT; Schema: sessiond; Owner: -
+-- Name: FUNCTION commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb, checkpoint_rows jsonb); Type: COMMENT; Schema: sessiond; Owner: -
 --
 
-COMMENT ON FUNCTION sessiond.commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb) IS 'Commits the outcome of a run in the caller''s transaction: only while lease_token is still the session''s token (else SQLSTATE SDL01, nothing written), only for the next events in order (else SDO01). Records each outcome ([{seq, status, error?, attempts?, started_at?}]), advances processed_seq and enqueues the run''s effects. The caller writes the checkpoint in the same transaction.';
+COMMENT ON FUNCTION sessiond.commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb, checkpoint_rows jsonb) IS 'Commits the outcome of a run in the caller''s transaction: only while lease_token is still the session''s token (else SQLSTATE SDL01, nothing written), only for the next events in order (else SDO01). Records each outcome ([{seq, status, error?, attempts?, started_at?}]), advances processed_seq, writes the run''s checkpoint rows ({blobs, checkpoints, writes} as put_checkpoint_rows takes them; none when null) and enqueues the run''s effects. Called on its own it is the run''s whole transaction: one statement, all of it or nothing.';
 
 --
 -- Name: complete_effect(text, bigint, text); Type: FUNCTION; Schema: sessiond; Owner: -
@@ -778,6 +783,47 @@ $$;
 --
 
 COMMENT ON FUNCTION sessiond.payload_summary(type text, payload jsonb) IS 'One line (at most 120 characters) saying what an event or effect payload holds: the text of a message, the code and message of an error, else the JSON.';
+
+--
+-- Name: put_checkpoint_rows(jsonb, jsonb, jsonb); Type: FUNCTION; Schema: sessiond; Owner: -
+--
+
+CREATE FUNCTION sessiond.put_checkpoint_rows(blobs jsonb, checkpoints jsonb, writes jsonb) RETURNS void
+    LANGUAGE sql
+    AS $$
+  insert into sessiond.checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+  select r.thread_id, r.checkpoint_ns, r.channel, r.version, r.type, decode(r.blob, 'base64')
+    from jsonb_to_recordset(coalesce(put_checkpoint_rows.blobs, '[]'))
+         as r(thread_id text, checkpoint_ns text, channel text, version text, type text, blob text)
+  on conflict (thread_id, checkpoint_ns, channel, version) do nothing;
+
+  insert into sessiond.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata)
+  select r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.parent_checkpoint_id, r.type, decode(r.checkpoint, 'base64'),
+         r.metadata
+    from jsonb_to_recordset(coalesce(put_checkpoint_rows.checkpoints, '[]'))
+         as r(thread_id text, checkpoint_ns text, checkpoint_id text, parent_checkpoint_id text, type text,
+              checkpoint text, metadata jsonb)
+  on conflict (thread_id, checkpoint_ns, checkpoint_id) do update
+     set parent_checkpoint_id = excluded.parent_checkpoint_id, type = excluded.type,
+         checkpoint = excluded.checkpoint, metadata = excluded.metadata;
+
+  insert into sessiond.checkpoint_writes
+         (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+  select r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.task_id, r.idx, r.channel, r.type, decode(r.blob, 'base64'),
+         r.task_path
+    from jsonb_to_recordset(coalesce(put_checkpoint_rows.writes, '[]'))
+         as r(thread_id text, checkpoint_ns text, checkpoint_id text, task_id text, idx integer, channel text,
+              type text, blob text, task_path text)
+  on conflict (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) do update
+     set channel = excluded.channel, type = excluded.type, blob = excluded.blob, task_path = excluded.task_path
+   where excluded.idx < 0;
+$$;
+
+--
+-- Name: FUNCTION put_checkpoint_rows(blobs jsonb, checkpoints jsonb, writes jsonb); Type: COMMENT; Schema: sessiond; Owner: -
+--
+
+COMMENT ON FUNCTION sessiond.put_checkpoint_rows(blobs jsonb, checkpoints jsonb, writes jsonb) IS 'Stores checkpointer rows given as JSON arrays (bytea as base64): blobs are immutable per (thread, ns, channel, version) and kept on conflict; a checkpoint is replaced by id; a pending write is kept, except a special (negative idx) one, which is replaced. A batch must not repeat a key.';
 
 --
 -- Name: release_session(text, text, bigint); Type: FUNCTION; Schema: sessiond; Owner: -

@@ -1,5 +1,5 @@
 --! Previous: sha1:2e29663d95506b3500be88b83a8727712c01d74a
---! Hash: sha1:c6a08bb604de69a2625f7310290a8d75aa18dae4
+--! Hash: sha1:41074f16b6cc4754b413d7fb39d247638c0c64ef
 --! Message: processing leases, checkpoints, effect handlers
 
 -- ============================================================================
@@ -166,8 +166,13 @@ $$;
 comment on function sessiond.next_session_work(text, text, bigint, integer) is
   'What the lease holder (same owner and token) does after a run, in one statement: with unprocessed events, returns the next max_events of them in seq order and keeps the lease (nothing written); with none, releases the lease and returns one row whose event columns are null. No rows: the caller no longer holds the lease.';
 
-create function sessiond.commit_run(session_key text, lease_token bigint, outcomes jsonb, effects jsonb)
-returns setof sessiond.enqueued_effect
+create function sessiond.commit_run(
+  session_key text,
+  lease_token bigint,
+  outcomes jsonb,
+  effects jsonb,
+  checkpoint_rows jsonb default null
+) returns setof sessiond.enqueued_effect
   language plpgsql volatile
 as $$
 #variable_conflict use_column
@@ -212,13 +217,18 @@ begin
   update sessiond.sessions s set processed_seq = _expected, updated_at = now()
    where s.session_key = commit_run.session_key;
 
+  if checkpoint_rows is not null then
+    perform sessiond.put_checkpoint_rows(checkpoint_rows->'blobs', checkpoint_rows->'checkpoints',
+                                         checkpoint_rows->'writes');
+  end if;
+
   if effects is not null and jsonb_typeof(effects) = 'array' and jsonb_array_length(effects) > 0 then
     return query select * from sessiond.enqueue_effects(commit_run.session_key, effects);
   end if;
 end
 $$;
-comment on function sessiond.commit_run(text, bigint, jsonb, jsonb) is
-  'Commits the outcome of a run in the caller''s transaction: only while lease_token is still the session''s token (else SQLSTATE SDL01, nothing written), only for the next events in order (else SDO01). Records each outcome ([{seq, status, error?, attempts?, started_at?}]), advances processed_seq and enqueues the run''s effects. The caller writes the checkpoint in the same transaction.';
+comment on function sessiond.commit_run(text, bigint, jsonb, jsonb, jsonb) is
+  'Commits the outcome of a run in the caller''s transaction: only while lease_token is still the session''s token (else SQLSTATE SDL01, nothing written), only for the next events in order (else SDO01). Records each outcome ([{seq, status, error?, attempts?, started_at?}]), advances processed_seq, writes the run''s checkpoint rows ({blobs, checkpoints, writes} as put_checkpoint_rows takes them; none when null) and enqueues the run''s effects. Called on its own it is the run''s whole transaction: one statement, all of it or nothing.';
 
 -- ============================================================================
 -- Checkpoints: LangGraph's checkpointer tables (thread_id = session key).
@@ -265,6 +275,38 @@ create table sessiond.checkpoint_writes (
 );
 comment on table sessiond.checkpoint_writes is 'LangGraph pending writes of tasks, per checkpoint.';
 
+create function sessiond.put_checkpoint_rows(blobs jsonb, checkpoints jsonb, writes jsonb) returns void
+  language sql volatile
+as $$
+  insert into sessiond.checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+  select r.thread_id, r.checkpoint_ns, r.channel, r.version, r.type, decode(r.blob, 'base64')
+    from jsonb_to_recordset(coalesce(put_checkpoint_rows.blobs, '[]'))
+         as r(thread_id text, checkpoint_ns text, channel text, version text, type text, blob text)
+  on conflict (thread_id, checkpoint_ns, channel, version) do nothing;
+
+  insert into sessiond.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata)
+  select r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.parent_checkpoint_id, r.type, decode(r.checkpoint, 'base64'),
+         r.metadata
+    from jsonb_to_recordset(coalesce(put_checkpoint_rows.checkpoints, '[]'))
+         as r(thread_id text, checkpoint_ns text, checkpoint_id text, parent_checkpoint_id text, type text,
+              checkpoint text, metadata jsonb)
+  on conflict (thread_id, checkpoint_ns, checkpoint_id) do update
+     set parent_checkpoint_id = excluded.parent_checkpoint_id, type = excluded.type,
+         checkpoint = excluded.checkpoint, metadata = excluded.metadata;
+
+  insert into sessiond.checkpoint_writes
+         (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+  select r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.task_id, r.idx, r.channel, r.type, decode(r.blob, 'base64'),
+         r.task_path
+    from jsonb_to_recordset(coalesce(put_checkpoint_rows.writes, '[]'))
+         as r(thread_id text, checkpoint_ns text, checkpoint_id text, task_id text, idx integer, channel text,
+              type text, blob text, task_path text)
+  on conflict (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) do update
+     set channel = excluded.channel, type = excluded.type, blob = excluded.blob, task_path = excluded.task_path
+   where excluded.idx < 0;
+$$;
+comment on function sessiond.put_checkpoint_rows(jsonb, jsonb, jsonb) is
+  'Stores checkpointer rows given as JSON arrays (bytea as base64): blobs are immutable per (thread, ns, channel, version) and kept on conflict; a checkpoint is replaced by id; a pending write is kept, except a special (negative idx) one, which is replaced. A batch must not repeat a key.';
 -- ============================================================================
 -- Effect handlers: claim, complete, fail with backoff, dead letter, retry.
 -- ============================================================================

@@ -1,7 +1,8 @@
 /**
  * The rows of sessiond's three checkpoint tables (migrations/committed/000002)
  * and the statements that read and write them. Each write is one statement
- * (data-modifying CTEs), so it is atomic on its own and also runs unchanged
+ * (batches go through sessiond.put_checkpoint_rows, which commit_run also
+ * calls for a run's rows), so it is atomic on its own and also runs unchanged
  * inside a caller's transaction.
  *
  * Conflict rules, the same as LangGraph's own savers:
@@ -90,46 +91,10 @@ const plain = (bytes: Uint8Array): Uint8Array =>
 
 const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
 
-const writeRowsSql = `
-with blobs as (
-  insert into sessiond.checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-  select r.thread_id, r.checkpoint_ns, r.channel, r.version, r.type, decode(r.blob, 'base64')
-    from jsonb_to_recordset($1::jsonb)
-         as r(thread_id text, checkpoint_ns text, channel text, version text, type text, blob text)
-  on conflict (thread_id, checkpoint_ns, channel, version) do nothing
-  returning 1
-), checkpoints as (
-  insert into sessiond.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata)
-  select r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.parent_checkpoint_id, r.type, decode(r.checkpoint, 'base64'),
-         r.metadata
-    from jsonb_to_recordset($2::jsonb)
-         as r(thread_id text, checkpoint_ns text, checkpoint_id text, parent_checkpoint_id text, type text,
-              checkpoint text, metadata jsonb)
-  on conflict (thread_id, checkpoint_ns, checkpoint_id) do update
-     set parent_checkpoint_id = excluded.parent_checkpoint_id, type = excluded.type,
-         checkpoint = excluded.checkpoint, metadata = excluded.metadata
-  returning 1
-), writes as (
-  insert into sessiond.checkpoint_writes
-         (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
-  select r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.task_id, r.idx, r.channel, r.type, decode(r.blob, 'base64'),
-         r.task_path
-    from jsonb_to_recordset($3::jsonb)
-         as r(thread_id text, checkpoint_ns text, checkpoint_id text, task_id text, idx integer, channel text,
-              type text, blob text, task_path text)
-  on conflict (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) do update
-     set channel = excluded.channel, type = excluded.type, blob = excluded.blob, task_path = excluded.task_path
-   where excluded.idx < 0
-  returning 1
-)
-select (select count(*) from blobs)::int as blobs, (select count(*) from checkpoints)::int as checkpoints,
-       (select count(*) from writes)::int as writes`;
-
-/** Writes a batch in one statement with the conflict rules above. A batch must not repeat a key. */
-export async function writeRows(q: Queryable, batch: RowBatch): Promise<void> {
-  if (batch.checkpoints.length + batch.blobs.length + batch.writes.length === 0) return;
-  await q.query(writeRowsSql, [
-    batch.blobs.map((b) => ({
+/** A batch as sessiond.put_checkpoint_rows (and commit_run's checkpoint_rows) takes it: JSON, bytea as base64. */
+export function checkpointRowsJson(batch: RowBatch) {
+  return {
+    blobs: batch.blobs.map((b) => ({
       thread_id: b.threadId,
       checkpoint_ns: b.ns,
       channel: b.channel,
@@ -137,7 +102,7 @@ export async function writeRows(q: Queryable, batch: RowBatch): Promise<void> {
       type: b.type,
       blob: b.blob === undefined ? null : base64(b.blob),
     })),
-    batch.checkpoints.map((c) => ({
+    checkpoints: batch.checkpoints.map((c) => ({
       thread_id: c.threadId,
       checkpoint_ns: c.ns,
       checkpoint_id: c.id,
@@ -146,7 +111,7 @@ export async function writeRows(q: Queryable, batch: RowBatch): Promise<void> {
       checkpoint: base64(c.checkpoint),
       metadata: c.metadata,
     })),
-    batch.writes.map((w) => ({
+    writes: batch.writes.map((w) => ({
       thread_id: w.threadId,
       checkpoint_ns: w.ns,
       checkpoint_id: w.checkpointId,
@@ -157,7 +122,18 @@ export async function writeRows(q: Queryable, batch: RowBatch): Promise<void> {
       blob: base64(w.blob),
       task_path: w.taskPath,
     })),
-  ]);
+  };
+}
+
+/** True when the batch has no row at all. */
+export const isEmptyBatch = (batch: RowBatch) =>
+  batch.checkpoints.length + batch.blobs.length + batch.writes.length === 0;
+
+/** Writes a batch in one statement (sessiond.put_checkpoint_rows and its conflict rules). A batch must not repeat a key. */
+export async function writeRows(q: Queryable, batch: RowBatch): Promise<void> {
+  if (isEmptyBatch(batch)) return;
+  const json = checkpointRowsJson(batch);
+  await q.query("select sessiond.put_checkpoint_rows($1, $2, $3)", [json.blobs, json.checkpoints, json.writes]);
 }
 
 /** Deletes every checkpoint, blob and write of a thread, in one statement. */

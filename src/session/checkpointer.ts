@@ -6,13 +6,15 @@
  * `checkpoint_writes`).
  *
  * Run buffering is what makes a run's commit atomic. Between `beginRun` and
- * `flushRun`/`discardRun`, every put and putWrites of that thread goes to an
- * in-memory RunBuffer; reads of the thread merge committed rows with the
- * buffer (the buffer wins, except that a regular pending write already
- * committed stays, as the table's conflict rule will keep it). `flushRun`
- * writes the buffer in the caller's transaction, beside commit_run, so the
- * checkpoint, the effects and the cursor commit or vanish together. Threads
- * without a run write straight through, one atomic statement per call.
+ * `takeRun`/`flushRun`/`discardRun`, every put and putWrites of that thread
+ * goes to an in-memory RunBuffer; reads of the thread merge committed rows
+ * with the buffer (the buffer wins, except that a regular pending write
+ * already committed stays, as the table's conflict rule will keep it). The
+ * processor `takeRun`s the buffer and hands it to commit_run, which writes it
+ * in the same statement as the outcomes, the effects and the cursor, so they
+ * commit or vanish together (`flushRun` writes it in a caller's transaction
+ * instead). Threads without a run write straight through, one atomic
+ * statement per call.
  *
  * Channel versions are strings "<32-digit counter>.<16 random hex>", unique
  * per write: two branches forked from one checkpoint (time travel) would
@@ -116,6 +118,24 @@ export class SessiondCheckpointer extends BaseCheckpointSaver {
     try {
       await run.settled();
       await writeRows(tx, run.batch());
+    } finally {
+      if (this.#runs.get(threadId) === run) this.#runs.delete(threadId);
+    }
+  }
+
+  /**
+   * Ends the run and hands over its buffered rows (once every pending put has settled), for the
+   * caller to write in the commit that makes the run durable (commit_run's checkpoint_rows).
+   * Writes of the thread are refused while it settles; afterwards they go straight through.
+   */
+  async takeRun(threadId: string): Promise<RowBatch> {
+    const run = this.#runs.get(threadId);
+    if (!run) throw new Error(`checkpointer: no run is buffering thread ${threadId}`);
+    if (run.state === "flushing") throw new Error(`checkpointer: the run of thread ${threadId} is already flushing`);
+    run.state = "flushing";
+    try {
+      await run.settled();
+      return run.batch();
     } finally {
       if (this.#runs.get(threadId) === run) this.#runs.delete(threadId);
     }

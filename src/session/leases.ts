@@ -2,6 +2,7 @@
 import type { Queryable } from "../db/index.js";
 import type { PendingEffect } from "../effects/emit.js";
 import type { SessionEvent } from "../events/index.js";
+import { checkpointRowsJson, isEmptyBatch, type RowBatch } from "./checkpoint-rows.js";
 
 /** SQLSTATE raised by sessiond.commit_run when the caller's fencing token is stale. */
 export const LEASE_LOST = "SDL01";
@@ -50,15 +51,19 @@ export interface CommittedEffect {
   duplicate: boolean;
 }
 
-/** Commits outcomes and effects in `tx` if the fencing token still holds (else throws SDL01). */
+/**
+ * Commits outcomes, effects and the run's checkpoint rows if the fencing token still holds (else
+ * throws SDL01), in one statement: on its own it is the run's whole transaction.
+ */
 export async function commitRun(
-  tx: Queryable,
+  db: Queryable,
   sessionKey: string,
   token: number,
   outcomes: RunOutcome[],
   effects: Array<PendingEffect & { eventSeq: number }>,
+  checkpoint?: RowBatch,
 ): Promise<CommittedEffect[]> {
-  return tx.query<CommittedEffect>("select id, seq, type, duplicate from sessiond.commit_run($1, $2, $3, $4)", [
+  return db.query<CommittedEffect>("select id, seq, type, duplicate from sessiond.commit_run($1, $2, $3, $4, $5)", [
     sessionKey,
     token,
     outcomes.map((o) => ({
@@ -78,6 +83,7 @@ export async function commitRun(
       ...(e.dedupeKey ? { dedupe_key: e.dedupeKey } : {}),
       ...(e.availableAt ? { available_at: e.availableAt.toISOString() } : {}),
     })),
+    checkpoint && !isEmptyBatch(checkpoint) ? checkpointRowsJson(checkpoint) : null,
   ]);
 }
 

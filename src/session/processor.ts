@@ -33,6 +33,7 @@ import { randomUUID } from "node:crypto";
 import { Channels, type Db, DbError, isConnectionError, type Listener, parseSeqPairs } from "../db/index.js";
 import type { PendingEffect } from "../effects/emit.js";
 import type { SessionEvent } from "../events/index.js";
+import type { RowBatch } from "./checkpoint-rows.js";
 import {
   claimSessions,
   claimSessionWork,
@@ -49,7 +50,8 @@ import { chooseBatch, describeError, isPermanent } from "./run-policy.js";
 /** What the processor needs of the checkpointer: per-thread write buffering. */
 export interface RunCheckpointer {
   beginRun(threadId: string): void;
-  flushRun(tx: import("../db/index.js").Queryable, threadId: string): Promise<void>;
+  /** Ends the run and returns its buffered rows, which the processor writes with commit_run. */
+  takeRun(threadId: string): Promise<RowBatch>;
   discardRun(threadId: string): void;
 }
 
@@ -499,10 +501,9 @@ export class SessionProcessor {
     const outcomes = parts.map((p) => p.outcome);
     const effects = parts.flatMap((p) => p.effects.map((e) => ({ ...e, eventSeq: p.outcome.seq })));
     const processed = parts.at(-1)?.outcome.status === "processed";
-    await this.#db.transaction(async (tx) => {
-      await commitRun(tx, sessionKey, state.token, outcomes, effects);
-      if (processed) await this.#checkpointer.flushRun(tx, sessionKey);
-    });
+    // Outcomes, effects, cursor and checkpoint in one statement: one round trip, one transaction.
+    const checkpoint = processed ? await this.#checkpointer.takeRun(sessionKey) : undefined;
+    await commitRun(this.#db, sessionKey, state.token, outcomes, effects, checkpoint);
     this.#hooks.onCommitted?.(
       sessionKey,
       outcomes.map((o) => o.seq),

@@ -153,6 +153,79 @@ describeEachDb("session work", (t) => {
   });
 });
 
+describeEachDb("commit_run with the run's checkpoint rows", (t) => {
+  const rows = (thread: string) => ({
+    blobs: [{ thread_id: thread, checkpoint_ns: "", channel: "messages", version: "1", type: "json", blob: "W10=" }],
+    checkpoints: [
+      {
+        thread_id: thread,
+        checkpoint_ns: "",
+        checkpoint_id: "cp-1",
+        parent_checkpoint_id: null,
+        type: "json",
+        checkpoint: "e30=",
+        metadata: { step: 1 },
+      },
+    ],
+    writes: [
+      {
+        thread_id: thread,
+        checkpoint_ns: "",
+        checkpoint_id: "cp-1",
+        task_id: "t1",
+        idx: 0,
+        channel: "messages",
+        type: "json",
+        blob: "W10=",
+        task_path: "",
+      },
+    ],
+  });
+  const stored = async (thread: string) => {
+    const [row] = await t.db.query<{ checkpoints: number; blobs: number; writes: number }>(
+      `select (select count(*) from sessiond.checkpoints where thread_id = $1)::int as checkpoints,
+              (select count(*) from sessiond.checkpoint_blobs where thread_id = $1)::int as blobs,
+              (select count(*) from sessiond.checkpoint_writes where thread_id = $1)::int as writes`,
+      [thread],
+    );
+    return row;
+  };
+  const commit = (s: string, token: number, seq: number) =>
+    t.db.query("select * from sessiond.commit_run($1, $2, $3, '[]', $4)", [
+      s,
+      token,
+      [{ seq, status: "processed" }],
+      rows(s),
+    ]);
+
+  it("writes the checkpoint rows in the same statement as the outcome and the cursor", async () => {
+    const s = key("cp");
+    await append(t.db, s, "r1");
+    const [claimed] = await claimWork(t.db, s, "worker-a");
+    await commit(s, claimed!.lease_token, 1);
+    expect(await stored(s)).toEqual({ checkpoints: 1, blobs: 1, writes: 1 });
+    expect(await lease(t.db, s)).toMatchObject({ processed_seq: 1 });
+    const [cp] = await t.db.query<{ checkpoint: Uint8Array; metadata: unknown }>(
+      "select checkpoint, metadata from sessiond.checkpoints where thread_id = $1",
+      [s],
+    );
+    expect(Buffer.from(cp!.checkpoint).toString()).toBe("{}");
+    expect(cp!.metadata).toEqual({ step: 1 });
+  });
+
+  it("writes none of them when the token is stale (SDL01) or the commit is out of order (SDO01)", async () => {
+    const s = key("cp");
+    await append(t.db, s, "r1");
+    const [claimed] = await claimWork(t.db, s, "worker-a");
+    const stale = commit(s, claimed!.lease_token - 1, 1);
+    await expect(stale).rejects.toMatchObject({ code: "SDL01" });
+    const outOfOrder = commit(s, claimed!.lease_token, 2);
+    await expect(outOfOrder).rejects.toMatchObject({ code: "SDO01" });
+    expect(await stored(s)).toEqual({ checkpoints: 0, blobs: 0, writes: 0 });
+    expect(await lease(t.db, s)).toMatchObject({ processed_seq: 0 });
+  });
+});
+
 /**
  * Polls (one round trip per check, no sleep) until backend `pid` waits for a lock, as
  * pg_stat_activity shows it.
