@@ -19,6 +19,11 @@
  *   waits that long replaces the pool just the same;
  * - a transaction whose connection died must not reach the driver's ROLLBACK
  *   (see transaction());
+ * - a connection's first act is an array-type query the driver never awaits:
+ *   a connection destroyed or terminated during it is an unhandled rejection
+ *   (which ends a Node process by default). A pool asks once: after its first
+ *   answered statement it fetches no more, and a replacing pool is given the
+ *   array types its predecessor learnt instead of asking;
  * - while a LISTEN connection cannot come back, postgres.js re-issues LISTEN
  *   on every failed attempt and answers all of them once it is back: a burst
  *   of onlisten calls within RECONNECT_SETTLE_MS is one reconnect. And a
@@ -27,6 +32,18 @@
  *   channel is checked end to end (a NOTIFY with a check payload that the
  *   listener never sees), and if one hears nothing within LISTEN_CHECK_MS the
  *   pool is replaced.
+ *
+ * Transactions never share the query pool. sql.begin there can hand BEGIN to
+ * a connection busy with pipelined plain statements: when that BEGIN fills the
+ * pipeline (or the socket pushes back) the driver skips reserving the
+ * connection, fails with UNSAFE_TRANSACTION and leaves the connection inside a
+ * transaction block, so plain statements sent to it later are never committed
+ * (porsager/postgres#823, #1189, #1207; seen under `sessiond bench`); and a
+ * socket `drain` can hand a reserved connection back to the pool mid-
+ * transaction. So each transaction runs alone on a lane: a one-connection
+ * postgres.js instance that this module hands to one transaction at a time
+ * (up to `transactionLanes` of them, opened on first use). Nothing else can
+ * ever be sent on a lane's connection while a transaction holds it.
  */
 import { randomUUID } from "node:crypto";
 import postgres from "postgres";
@@ -47,6 +64,11 @@ export interface PostgresDbOptions {
    * error. Off by default (a command may run a long query); the server sets it.
    */
   stuckAfterMs?: number;
+  /**
+   * How many one-connection lanes transactions run on, beside the pool
+   * (default: a quarter of `max`, at least 1). A transaction waits for a free lane.
+   */
+  transactionLanes?: number;
 }
 
 const CONNECT_TIMEOUT_S = 10;
@@ -91,11 +113,17 @@ function lostConnection(error: unknown): boolean {
 
 /** Opens a Db on a Postgres connection string. */
 export function createPostgresDb(url: string, options: PostgresDbOptions = {}): Db {
-  const open = (): Sql =>
-    postgres(url, {
-      max: options.max ?? 10,
+  const max = options.max ?? 10;
+  const laneCount = Math.max(1, options.transactionLanes ?? Math.ceil(max / 4));
+  /** A pool that has answered a statement: its connections fetched the array types (see learnTypes). */
+  let typed: Sql | undefined;
+  const open = (size: number): Sql => {
+    const pool = postgres(url, {
+      max: size,
       idle_timeout: options.idleTimeout ?? 0,
       connect_timeout: options.connectTimeout ?? CONNECT_TIMEOUT_S,
+      // Types learnt by an earlier pool are copied in below instead of fetched on every connect.
+      fetch_types: typed === undefined,
       onnotice: () => {},
       connection: { application_name: options.applicationName ?? "sessiond" },
       types: {
@@ -103,8 +131,34 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
         int8: { to: 20, from: [20], serialize: (v: number | bigint) => String(v), parse: (v: string) => Number(v) },
       },
     }) as unknown as Sql;
-  let sql = open();
+    if (typed) {
+      Object.assign(pool.options.parsers, typed.options.parsers);
+      Object.assign(pool.options.serializers, typed.options.serializers);
+      Object.assign(shared(pool).typeArrayMap, shared(typed).typeArrayMap);
+    }
+    return pool;
+  };
+  /** The driver's per-pool state that array parameters consult (not in its typings). */
+  const shared = (pool: Sql) =>
+    (pool.options as unknown as { shared: { typeArrayMap: Record<number, number> } }).shared;
+  /**
+   * After a statement answered on `pool`, its array types are known (a connection runs
+   * nothing before its type query has answered): no later connection of the pool asks again.
+   */
+  const learnTypes = (pool: Sql) => {
+    if (!pool.options.fetch_types) return;
+    pool.options.fetch_types = false;
+    typed ??= pool;
+  };
+  let sql = open(max);
   let closed = false;
+  /** Lanes of the current generation (a recycle starts a new one), idle ones and how many exist. */
+  let generation = 0;
+  const idleLanes: Array<{ sql: Sql; generation: number }> = [];
+  const busyLanes = new Set<{ sql: Sql; generation: number }>();
+  let lanes = 0;
+  const laneWaiters: Array<{ resolve: (lane: { sql: Sql; generation: number }) => void; reject: (e: Error) => void }> =
+    [];
   let recycledAt = 0;
   /** The LISTENs: their channel, the check each awaits, how to move one to the current pool. */
   const listens = new Set<{ channel: string; awaits?: string; move: () => void }>();
@@ -147,10 +201,53 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
     if (closed || Date.now() - recycledAt < RECYCLE_MIN_INTERVAL_MS) return false;
     recycledAt = Date.now();
     const old = sql;
-    sql = open();
+    sql = open(max);
     old.end({ timeout: 0 }).catch(() => {});
+    // The lanes go too: a transaction stuck on one fails with a connection error.
+    generation += 1;
+    lanes = 0;
+    for (const lane of [...idleLanes.splice(0), ...busyLanes]) lane.sql.end({ timeout: 0 }).catch(() => {});
+    serveLaneWaiters();
     for (const listen of listens) listen.move();
     return true;
+  }
+
+  /** A lane of its own for one transaction: an idle one, a new one, or the next one freed. */
+  function takeLane(): Promise<{ sql: Sql; generation: number }> {
+    if (closed) return Promise.reject(new Error("the database is closed"));
+    let lane = idleLanes.pop();
+    if (!lane && lanes < laneCount) {
+      lanes += 1;
+      lane = { sql: open(1), generation };
+    }
+    if (!lane) return new Promise((resolve, reject) => laneWaiters.push({ resolve, reject }));
+    busyLanes.add(lane);
+    return Promise.resolve(lane);
+  }
+
+  /** Gives a lane back; one that lost its connection, or is from before a recycle, is closed instead. */
+  function returnLane(lane: { sql: Sql; generation: number }, healthy: boolean): void {
+    busyLanes.delete(lane);
+    if (!healthy || lane.generation !== generation || closed) {
+      lane.sql.end({ timeout: 0 }).catch(() => {});
+      if (lane.generation === generation) lanes -= 1;
+      serveLaneWaiters();
+      return;
+    }
+    const waiter = laneWaiters.shift();
+    if (waiter) {
+      busyLanes.add(lane);
+      waiter.resolve(lane);
+    } else idleLanes.push(lane);
+  }
+
+  function serveLaneWaiters(): void {
+    while (laneWaiters.length > 0 && lanes < laneCount && !closed) {
+      lanes += 1;
+      const lane = { sql: open(1), generation };
+      busyLanes.add(lane);
+      laneWaiters.shift()?.resolve(lane);
+    }
   }
 
   /** Runs `work`, replacing the pool whenever it has waited another `stuckAfterMs` (see the options). */
@@ -171,13 +268,26 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
     return toDbError(error);
   }
 
+  function query<T = Row>(text: string, params?: readonly unknown[]): Promise<T[]> {
+    return watched(async () => {
+      const pool = sql;
+      const rows = await queryable(pool, failed).query<T>(text, params);
+      learnTypes(pool);
+      return rows;
+    });
+  }
+
   return {
     kind: "postgres",
-    query: (text, params) => watched(() => queryable(sql, failed).query(text, params)),
+    query,
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      // A lane's connection asks for the array types only if no pool has learnt them yet.
+      if (!typed) await query("select 1");
+      const lane = await takeLane();
+      let healthy = true;
       try {
         return (await watched(() =>
-          sql.begin(async (tx) => {
+          lane.sql.begin(async (tx) => {
             try {
               return await fn(queryable(tx));
             } catch (error) {
@@ -192,7 +302,10 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
           }),
         )) as T;
       } catch (error) {
+        if (lostConnection(error)) healthy = false;
         throw failed(error);
+      } finally {
+        returnLane(lane, healthy);
       }
     },
     async listen(channel, onNotify, onReconnect): Promise<Listener> {
@@ -248,7 +361,9 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
     async close() {
       if (closed) return;
       closed = true;
-      await sql.end({ timeout: 5 });
+      for (const waiter of laneWaiters.splice(0)) waiter.reject(new Error("the database is closed"));
+      const all = [...idleLanes.splice(0), ...busyLanes];
+      await Promise.all([sql.end({ timeout: 5 }), ...all.map((lane) => lane.sql.end({ timeout: 5 }))]);
     },
   };
 }
