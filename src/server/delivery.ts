@@ -8,7 +8,7 @@
  * meanwhile. A NOTIFY on sessiond_effects wakes the feeds of the sessions it
  * names (an empty payload, or a LISTEN reconnect, wakes every feed); the
  * process that committed a run also wakes its own feeds of that session at
- * once (`wakeSession`), without waiting for its NOTIFY to come back.
+ * once (`committedLocally`), unless the run's NOTIFY already came back.
  *
  * Why this has no gap and no duplicate at the replay → live seam: the LISTEN
  * is up before any feed exists, and a NOTIFY is delivered only after its
@@ -305,6 +305,8 @@ export class DeliveryHub {
   readonly #mode: "notify" | "poll-only";
   readonly #pollMs: number;
   readonly #feeds = new Map<string, Set<Feed>>();
+  /** Sessions with a commit of this process in progress: true once a NOTIFY named the session meanwhile. */
+  readonly #committing = new Map<string, boolean>();
   #listener: Listener | undefined;
   /** The LISTEN for readiness probes, opened by the first probe. */
   #pingListener: Promise<Listener> | undefined;
@@ -421,7 +423,10 @@ export class DeliveryHub {
     const set = this.#feeds.get(feed.target.sessionKey);
     if (!set) return;
     set.delete(feed);
-    if (set.size === 0) this.#feeds.delete(feed.target.sessionKey);
+    if (set.size === 0) {
+      this.#feeds.delete(feed.target.sessionKey);
+      this.#committing.delete(feed.target.sessionKey);
+    }
   }
 
   /** True when a subscriber of the session is attached here. */
@@ -441,6 +446,23 @@ export class DeliveryHub {
     for (const feed of this.#feeds.get(sessionKey) ?? []) feed.wake(maxSeq);
   }
 
+  /** A run of the session is about to commit in this process (see committedLocally). */
+  commitStarting(sessionKey: string): void {
+    if (this.#feeds.has(sessionKey)) this.#committing.set(sessionKey, false);
+  }
+
+  /**
+   * A run of the session committed in this process: its feeds here read at once instead of
+   * waiting for the NOTIFY to come back — unless a NOTIFY naming the session arrived since
+   * commitStarting (most likely this commit's own, so the feeds already read after it; waking
+   * them again would cost an empty query). Either way the NOTIFY stays the guarantee.
+   */
+  committedLocally(sessionKey: string): void {
+    const notified = this.#committing.get(sessionKey);
+    this.#committing.delete(sessionKey);
+    if (!notified) this.wakeSession(sessionKey);
+  }
+
   wakeAll(): void {
     for (const feeds of this.#feeds.values()) for (const feed of feeds) feed.wake();
   }
@@ -449,9 +471,13 @@ export class DeliveryHub {
     this.deps.hooks?.onNotify?.(payload);
     const pairs = parseSeqPairs(payload);
     if (pairs === null) {
+      for (const sessionKey of this.#committing.keys()) this.#committing.set(sessionKey, true);
       this.wakeAll();
       return;
     }
-    for (const [sessionKey, maxSeq] of pairs) this.wakeSession(sessionKey, maxSeq);
+    for (const [sessionKey, maxSeq] of pairs) {
+      if (this.#committing.has(sessionKey)) this.#committing.set(sessionKey, true);
+      this.wakeSession(sessionKey, maxSeq);
+    }
   }
 }

@@ -134,11 +134,12 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
         onRunStart: () => {
           metrics.runsStarted += 1;
         },
+        beforeCommit: (sessionKey) => hub.commitStarting(sessionKey),
         onCommitted: (sessionKey) => {
           metrics.runsCommitted += 1;
           // This process's own subscribers read the run's effects now, not when its NOTIFY comes
           // back; the NOTIFY still wakes other processes, and a feed that already read them skips it.
-          hub.wakeSession(sessionKey);
+          hub.committedLocally(sessionKey);
         },
       },
     });

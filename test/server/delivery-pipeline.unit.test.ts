@@ -251,6 +251,43 @@ describe("pipelined delivery pump", () => {
     await hub.stop();
   });
 
+  it("a local commit reads at once unless its NOTIFY came back first; either way one query per commit", async () => {
+    const fake = scriptedDb();
+    const hub = await hubWith(fake, 10);
+    const t = bufferedTarget();
+    const feed = hub.attach(t.target, 0);
+    await settle(t, feed, "the first (empty) read");
+    expect(fake.issued).toEqual([0]);
+
+    // The commit returns before its NOTIFY: the feed reads now, and the NOTIFY then costs nothing.
+    hub.commitStarting("s1");
+    const first = fake.commit(1);
+    hub.committedLocally("s1");
+    expect(fake.issued).toEqual([0, 0]);
+    await settle(t, feed, "seq 1");
+    fake.notify(first);
+    expect(feed.busy).toBe(false);
+
+    // The NOTIFY comes back before the commit returns: it woke the feed, the commit does not again.
+    hub.commitStarting("s1");
+    fake.notify(fake.commit(1));
+    await settle(t, feed, "seq 2");
+    hub.committedLocally("s1");
+    expect(feed.busy).toBe(false);
+    expect(fake.issued).toEqual([0, 0, 1]);
+    expect(t.got).toEqual([1, 2]);
+
+    // Another session's NOTIFY during the commit does not count as this one's.
+    hub.commitStarting("s1");
+    fake.commit(1);
+    fake.notify(5, "s2");
+    hub.committedLocally("s1");
+    await settle(t, feed, "seq 3");
+    expect(t.got).toEqual([1, 2, 3]);
+    expect(fake.issued).toEqual([0, 0, 1, 2]);
+    await hub.stop();
+  });
+
   it("a NOTIFY naming a seq that is not for clients is read once, not for ever", async () => {
     const fake = scriptedDb();
     const hub = await hubWith(fake, 10);
