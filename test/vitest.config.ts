@@ -5,13 +5,6 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     // test/chaos runs in every `npm test` in its short form; `npm run chaos`
     // (CHAOS=long) runs only test/chaos, in its long form (see docs/reliability.md).
-    // The database-faults suite is not yet reliable in the short form (it fails about one run in
-    // two on a loaded 2-core machine while the pool-recovery work goes on): it runs in
-    // `npm run chaos` only until it is. Tracked in issue 8.
-    // test/chaos/pool-recovery.int.test.ts likewise: under load it can leave unhandled driver
-    // rejections behind (seen once in a clean-clone CI run).
-    exclude:
-      process.env.CHAOS === "long" ? [] : ["test/chaos/db-faults.e2e.test.ts", "test/chaos/pool-recovery.int.test.ts"],
     globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -17,18 +17,26 @@ import { describeEachDb } from "../support/db.js";
 import { clientEffects, isCaughtUp, uniqueKey } from "../support/sessions.js";
 import { eventually } from "../support/wait.js";
 
-/** A Db whose next `failures.left` transactions throw `failures.make()` before they start. */
+/**
+ * A Db whose next `failures.left` commits (the run's one commit_run statement, or a
+ * transaction) throw `failures.make()` before they reach the database.
+ */
 function failingCommits(db: Db, failures: { left: number; make: () => Error }): Db {
+  const fail = (): boolean => {
+    if (failures.left <= 0) return false;
+    failures.left -= 1;
+    return true;
+  };
   return {
     kind: db.kind,
-    query: db.query.bind(db),
     listen: db.listen.bind(db),
     close: db.close.bind(db),
+    async query(text, params) {
+      if (text.includes("sessiond.commit_run(") && fail()) throw failures.make();
+      return db.query(text, params);
+    },
     async transaction(fn) {
-      if (failures.left > 0) {
-        failures.left -= 1;
-        throw failures.make();
-      }
+      if (fail()) throw failures.make();
       return db.transaction(fn);
     },
   };

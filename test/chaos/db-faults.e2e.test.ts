@@ -30,8 +30,12 @@ import type { ServerProcess } from "../support/chaos/server-process.js";
 import { postgresAvailable } from "../support/db.js";
 
 const SESSIONS = scale(4, 8);
-const TERMINATIONS = scale(6, 60);
+/** One of each kind (LISTEN, pool, all) in the short form. */
+const TERMINATIONS = scale(3, 60);
+/** Alternately the whole database and the LISTEN connection alone: both in the short form. */
 const OUTAGES = scale(2, 8);
+/** /readyz polls that must still answer 503 once the outage was seen (each may take up to 2 s). */
+const POLLS_DOWN = scale(1, 3);
 const KINDS: Backends[] = ["listen", "pool", "all"];
 
 const ENV = {
@@ -132,7 +136,7 @@ describe.skipIf(!postgresAvailable)("chaos: database faults", () => {
           checks: kind === "all" ? { database: false } : { listener: false },
         });
         // Keep the database away for a few more polls, so the load runs into it.
-        for (let i = 0; i < 2; i++) expect((await readyz(server, 503, 5_000)).polls).toBe(1);
+        for (let i = 0; i < POLLS_DOWN; i++) expect((await readyz(server, 503, 5_000)).polls).toBe(1);
         await faults.unblock();
         const up = await readyz(server, 200, 30_000);
         expect(JSON.parse(up.body)).toMatchObject({ status: "ready", checks: { database: true, listener: true } });
