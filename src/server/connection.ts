@@ -296,13 +296,14 @@ export class ClientConnection implements DeliveryTarget {
 
   #send(frame: ServerFrame): boolean {
     if (!this.isOpen) return false;
-    const text = JSON.stringify(frame);
-    if (this.#ws.bufferedAmount + Buffer.byteLength(text) > this.#deps.config.outboundBufferBytes) {
+    // Encoded once: its length is the check, and ws sends a Buffer as is (a string it would measure and encode again).
+    const data = Buffer.from(JSON.stringify(frame));
+    if (this.#ws.bufferedAmount + data.length > this.#deps.config.outboundBufferBytes) {
       this.close(CloseCode.slowConsumer, "outbound buffer limit reached; resume later");
       return false;
     }
     this.#unflushed += 1;
-    this.#ws.send(text, () => {
+    this.#ws.send(data, { binary: false }, () => {
       this.#unflushed -= 1;
       if (this.#unflushed === 0) this.#releaseFlushWaiters();
     });
