@@ -16,6 +16,14 @@
  * instead). Threads without a run write straight through, one atomic
  * statement per call.
  *
+ * A run is fenced by its id. The processor puts the id `beginRun` returned
+ * into the graph's config (`configurable[RUN_CONFIG_KEY]`), and LangGraph
+ * hands that config to every put and putWrites of the run, subgraphs
+ * included. A write that names a run which is no longer the thread's
+ * current one (discarded on a lost lease, an abort or an error, or already
+ * taken for its commit) is dropped: an abandoned graph that is still winding
+ * down must not write straight through to the tables once its buffer is gone.
+ *
  * Channel versions are strings "<32-digit counter>.<16 random hex>", unique
  * per write: two branches forked from one checkpoint (time travel) would
  * otherwise mint equal integer versions for different values, and the blob
@@ -25,7 +33,7 @@
  * LangGraph's ids are uuid6 (fixed-width lowercase hex), which every
  * collation orders the same way.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { RunnableConfig } from "@langchain/core/runnables";
 import {
   BaseCheckpointSaver,
@@ -73,6 +81,9 @@ export interface SessiondCheckpointerOptions {
   serde?: SerializerProtocol;
 }
 
+/** The configurable key under which a run's id reaches put and putWrites (see beginRun). */
+export const RUN_CONFIG_KEY = "sessiond_run";
+
 type StoredCheckpoint = Omit<Checkpoint, "channel_values"> & { channel_values?: Record<string, unknown> };
 
 const decoder = new TextDecoder();
@@ -88,16 +99,28 @@ function threadIdOf(config: RunnableConfig, what: string): string {
 export class SessiondCheckpointer extends BaseCheckpointSaver {
   readonly #db: Db;
   readonly #runs = new Map<string, RunBuffer>();
+  #staleWritesDropped = 0;
 
   constructor(db: Db, options: SessiondCheckpointerOptions = {}) {
     super(options.serde);
     this.#db = db;
   }
 
-  /** Starts buffering the thread's writes in memory. One run per thread at a time. */
-  beginRun(threadId: string): void {
+  /**
+   * Starts buffering the thread's writes in memory. One run per thread at a time. Returns the run's
+   * id: put it in the graph's config as `configurable[RUN_CONFIG_KEY]` so that writes the run makes
+   * after it ended are dropped instead of reaching the tables.
+   */
+  beginRun(threadId: string): string {
     if (this.#runs.has(threadId)) throw new Error(`checkpointer: a run is already buffering thread ${threadId}`);
-    this.#runs.set(threadId, new RunBuffer(threadId));
+    const id = randomUUID();
+    this.#runs.set(threadId, new RunBuffer(threadId, id));
+    return id;
+  }
+
+  /** How many writes of runs that had already ended were dropped (see RUN_CONFIG_KEY). */
+  get staleWritesDropped(): number {
+    return this.#staleWritesDropped;
   }
 
   /** True while the thread is in a run (buffering or flushing). */
@@ -155,8 +178,15 @@ export class SessiondCheckpointer extends BaseCheckpointSaver {
     return run;
   }
 
-  /** Serialises with `rows()` and stores the batch: in the thread's run if it has one, else in the database. */
-  async #store(threadId: string, rows: () => Promise<RowBatch>): Promise<void> {
+  /**
+   * Serialises with `rows()` and stores the batch: in the thread's run if it has one, else in the
+   * database; a write that names a run (`runId`) other than the thread's current one is dropped.
+   */
+  async #store(threadId: string, runId: unknown, rows: () => Promise<RowBatch>): Promise<void> {
+    if (runId !== undefined && this.#runs.get(threadId)?.id !== runId) {
+      this.#staleWritesDropped += 1;
+      return;
+    }
     const run = this.#runFor(threadId);
     if (run) await run.track(rows().then((batch) => run.add(batch)));
     else await writeRows(this.#db, await rows());
@@ -202,7 +232,7 @@ export class SessiondCheckpointer extends BaseCheckpointSaver {
       };
       return { checkpoints: [row], blobs, writes: [] };
     };
-    await this.#store(threadId, rows);
+    await this.#store(threadId, config.configurable?.[RUN_CONFIG_KEY], rows);
     return { configurable: { thread_id: threadId, checkpoint_ns: ns, checkpoint_id: checkpoint.id } };
   }
 
@@ -223,7 +253,7 @@ export class SessiondCheckpointer extends BaseCheckpointSaver {
       }
       return { checkpoints: [], blobs: [], writes: [...merged.values()] };
     };
-    await this.#store(threadId, rows);
+    await this.#store(threadId, config.configurable?.[RUN_CONFIG_KEY], rows);
   }
 
   async deleteThread(threadId: string): Promise<void> {

@@ -1,4 +1,4 @@
-export { SessiondCheckpointer, type SessiondCheckpointerOptions } from "./checkpointer.js";
+export { RUN_CONFIG_KEY, SessiondCheckpointer, type SessiondCheckpointerOptions } from "./checkpointer.js";
 export { LEASE_LOST, OUT_OF_ORDER } from "./leases.js";
 export {
   type Logger,

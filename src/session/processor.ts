@@ -49,7 +49,7 @@ import { chooseBatch, describeError, isPermanent } from "./run-policy.js";
 
 /** What the processor needs of the checkpointer: per-thread write buffering. */
 export interface RunCheckpointer {
-  beginRun(threadId: string): void;
+  beginRun(threadId: string): string;
   /** Ends the run and returns its buffered rows, which the processor writes with commit_run. */
   takeRun(threadId: string): Promise<RowBatch>;
   discardRun(threadId: string): void;
@@ -423,10 +423,10 @@ export class SessionProcessor {
     for (let attempt = 1; ; attempt++) {
       const abort = new AbortController();
       state.abort = abort;
-      this.#checkpointer.beginRun(sessionKey);
+      const runId = this.#checkpointer.beginRun(sessionKey);
       try {
         this.#hooks.onRunStart?.(sessionKey, last.seq);
-        const { effects } = await this.#runner.run({ sessionKey, events: batch, signal: abort.signal });
+        const { effects } = await this.#runner.run({ sessionKey, events: batch, signal: abort.signal, runId });
         await this.#hooks.beforeCommit?.(sessionKey, last.seq);
         if (state.lost) throw new LeaseLostError(sessionKey);
         await this.#commit(sessionKey, state, [

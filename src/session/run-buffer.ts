@@ -25,7 +25,11 @@ export class RunBuffer {
   readonly #writes = new Map<string, WriteRow>();
   readonly #inFlight = new Set<Promise<unknown>>();
 
-  constructor(readonly threadId: string) {}
+  constructor(
+    readonly threadId: string,
+    /** The run's id (see RUN_CONFIG_KEY in checkpointer.ts). */
+    readonly id: string,
+  ) {}
 
   /** Runs `work` as an operation of this run: flush waits for it. */
   async track<T>(work: Promise<T>): Promise<T> {

@@ -15,6 +15,7 @@ import type { BaseCheckpointSaver } from "@langchain/langgraph-checkpoint";
 import { EFFECTS_CONFIG_KEY, EffectCollector, type PendingEffect } from "../effects/emit.js";
 import type { EffectRegistry } from "../effects/registry.js";
 import type { SessionEvent } from "../events/index.js";
+import { RUN_CONFIG_KEY } from "./checkpointer.js";
 import type { TokenBus } from "./token-bus.js";
 
 /** The parts of a compiled LangGraph graph that sessiond uses. */
@@ -29,6 +30,8 @@ export interface RunInput {
   /** The events of this run, in seq order; the last one is answered. */
   events: SessionEvent[];
   signal: AbortSignal;
+  /** The checkpointer's id for this run (beginRun): its writes after the run ended are dropped. */
+  runId?: string;
 }
 
 export interface RunResult {
@@ -82,7 +85,11 @@ export class GraphRunner {
     const last = input.events[input.events.length - 1];
     if (!last) throw new Error("empty run");
     const collector = new EffectCollector(this.registry);
-    const configurable = { thread_id: input.sessionKey, [EFFECTS_CONFIG_KEY]: collector };
+    const configurable = {
+      thread_id: input.sessionKey,
+      [EFFECTS_CONFIG_KEY]: collector,
+      ...(input.runId === undefined ? {} : { [RUN_CONFIG_KEY]: input.runId }),
+    };
     const stream = await this.graph.stream(graphInput(input.events), {
       configurable,
       streamMode: ["messages", "values"],

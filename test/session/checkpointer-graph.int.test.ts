@@ -17,7 +17,7 @@ import {
 } from "@langchain/langgraph";
 import { describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/index.js";
-import { SessiondCheckpointer } from "../../src/session/index.js";
+import { RUN_CONFIG_KEY, SessiondCheckpointer } from "../../src/session/index.js";
 import { describeEachDb } from "../support/db.js";
 
 let n = 0;
@@ -248,6 +248,27 @@ describeEachDb("SessiondCheckpointer under LangGraph", (t) => {
       checkpointer.discardRun(th);
       expect(await checkpointCount(t.db, th)).toBe(before);
       expect((await graph.invoke({ log: ["next"] }, on(th))).log).toEqual(["kept", "echo:kept", "next", "echo:next"]);
+    });
+
+    it("the run id in the config reaches every write: a graph still running under an ended run writes nothing", async () => {
+      const th = thread();
+      const checkpointer = new SessiondCheckpointer(t.db);
+      const graph = nestedGraph(checkpointer);
+      const tagged = (runId: string) => ({ configurable: { ...on(th).configurable, [RUN_CONFIG_KEY]: runId } });
+      const ended = checkpointer.beginRun(th);
+      checkpointer.discardRun(th);
+      await graph.invoke({ log: ["stale"] }, tagged(ended)); // subgraph writes included
+      expect(checkpointer.staleWritesDropped).toBeGreaterThan(2);
+      expect(await checkpointCount(t.db, th)).toBe(0);
+
+      const current = checkpointer.beginRun(th);
+      const dropped = checkpointer.staleWritesDropped;
+      await graph.invoke({ log: ["live"] }, tagged(current));
+      expect(checkpointer.staleWritesDropped).toBe(dropped);
+      const batch = await checkpointer.takeRun(th);
+      expect(batch.checkpoints.length).toBeGreaterThan(2);
+      expect(new Set(batch.checkpoints.map((row) => row.ns)).size).toBe(2); // the subgraph's too
+      expect(await checkpointCount(t.db, th)).toBe(0);
     });
 
     it("an interrupt committed by one run is resumed by the next", async () => {

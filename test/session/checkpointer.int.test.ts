@@ -11,7 +11,7 @@ import {
 } from "@langchain/langgraph-checkpoint";
 import { describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/index.js";
-import { SessiondCheckpointer } from "../../src/session/index.js";
+import { RUN_CONFIG_KEY, SessiondCheckpointer } from "../../src/session/index.js";
 import { describeEachDb } from "../support/db.js";
 
 let n = 0;
@@ -466,6 +466,39 @@ describeEachDb("SessiondCheckpointer", (t) => {
       expect(ids(await collect(saver.list(cfg(th), { filter: { user: "moved" }, limit: 1 })))).toEqual([moved.id]);
       saver.discardRun(th);
       expect(ids(await collect(saver.list(cfg(th), { filter: { user: "u0" }, limit: 1 })))).toEqual([moved.id]);
+    });
+
+    it("drops the writes of a run that has ended (discarded or taken); untagged writes go through", async () => {
+      const saver = new SessiondCheckpointer(t.db);
+      const th = thread();
+      const tagged = (runId: string, checkpointId?: string) => {
+        const base = cfg(th, checkpointId);
+        return { configurable: { ...base.configurable, [RUN_CONFIG_KEY]: runId } };
+      };
+      // A run abandoned (lease lost, abort): its graph winds down and still writes.
+      const abandoned = saver.beginRun(th);
+      const c1 = checkpoint({ a: 1 }, { a: 1 });
+      await saver.put(tagged(abandoned), c1, meta(), { a: 1 });
+      saver.discardRun(th);
+      await saver.put(tagged(abandoned), checkpoint({ a: 2 }, { a: 2 }), meta(), { a: 2 });
+      await saver.putWrites(tagged(abandoned, c1.id), [["a", "late"]], "task");
+      // The next run of the thread; the abandoned one's writes do not land in its buffer either.
+      const next = saver.beginRun(th);
+      expect(next).not.toBe(abandoned);
+      await saver.put(tagged(abandoned), checkpoint({ a: 3 }, { a: 3 }), meta(), { a: 3 });
+      const c4 = checkpoint({ a: 4 }, { a: 4 });
+      await saver.put(tagged(next), c4, meta(), { a: 4 });
+      const batch = await saver.takeRun(th);
+      expect(batch.checkpoints.map((row) => row.id)).toEqual([c4.id]);
+      // After the take (the commit), the run's late writes are dropped too.
+      await saver.put(tagged(next), checkpoint({ a: 5 }, { a: 5 }), meta(), { a: 5 });
+      expect(saver.staleWritesDropped).toBe(4);
+      for (const table of ["checkpoints", "checkpoint_blobs", "checkpoint_writes"]) {
+        expect(await count(t.db, table, th)).toBe(0);
+      }
+      // A write that names no run (a library caller's updateState) still goes straight through.
+      await saver.put(cfg(th), checkpoint({ a: 6 }, { a: 6 }), meta(), { a: 6 });
+      expect(await count(t.db, "checkpoints", th)).toBe(1);
     });
 
     it("deleteThread during a run also empties the buffer", async () => {
