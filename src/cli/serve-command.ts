@@ -98,6 +98,9 @@ export async function runServeCommand(argv: string[], io: CliIo, options: ServeO
   io.out(`  page:      ${server.url}/   (a chat page; on embedded PGlite it gets its own token on localhost)`);
   io.out(`  WebSocket: ${wsUrl}/v1/sessions/<sessionKey>/ws   HTTP: ${server.url}/v1/sessions/<sessionKey>/messages`);
   io.out(`  token:     npx sessiond token <sessionKey>   (send it as "Authorization: Bearer <token>")`);
+  if (config.processing) {
+    io.out(`  processor: ${server.runtime.owner}   (its leases: lease_owner in sessiond.sessions)`);
+  }
   if (psql) {
     io.out(
       `  psql:      psql -h ${psql.host} -p ${psql.port} -U postgres postgres   (shares the server's one PGlite session)`,

@@ -213,7 +213,10 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ses
         }),
     );
     if (config.processing) await runtime.start();
-    logger.info({ url, database: db.kind, processing: config.processing, mode: config.mode }, "sessiond listening");
+    logger.info(
+      { url, database: db.kind, processing: config.processing, mode: config.mode, owner: runtime.owner },
+      "sessiond listening",
+    );
 
     let closing: Promise<void> | undefined;
     const close = async (closeOptions: { graceMs?: number } = {}) => {

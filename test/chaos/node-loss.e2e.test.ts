@@ -52,11 +52,9 @@ describe.skipIf(!postgresAvailable)("chaos: node loss", () => {
         }
         return undefined;
       };
-      const homes = new Map<ChaosClient, number>();
       const clients: ChaosClient[] = [];
       for (let i = 0; i < SESSIONS; i++) {
         const client = h.client(`node-loss-${i}`, urlFor(i % NODES), rng.fork(`client-${i}`));
-        homes.set(client, i % NODES);
         clients.push(client);
         client.start();
       }
@@ -69,30 +67,53 @@ describe.skipIf(!postgresAvailable)("chaos: node loss", () => {
       const fencing: string[] = [];
       let deadOwners = 0;
       for (let round = 0; round < ROUNDS; round++) {
-        // Kill a node while it streams a reply to one of its own clients (it is mid-run).
+        // Kill the node that holds the lease of a session while it streams that session's reply
+        // (it is mid-run). The lease names the node (its owner is in its banner); the socket does
+        // not: after a node died, a session's client may sit on one survivor while another runs it.
         let victim = -1;
+        let onVictim: ChaosClient[] = [];
         await new Promise<void>((resolve) => {
+          let looking = false;
           const offs = clients.map((client) =>
             client.onFrame((frame) => {
-              const home = homes.get(client) as number;
-              if (victim === -1 && frame.type === "token" && nodes[home]?.alive) {
-                victim = home;
-                nodes[home]?.child.kill("SIGKILL");
-                for (const off of offs) off();
-                resolve();
-              }
+              if (victim !== -1 || looking || frame.type !== "token") return;
+              looking = true;
+              h.db
+                .query<{ lease_owner: string | null }>(
+                  "select lease_owner from sessiond.sessions where session_key = $1",
+                  [client.sessionKey],
+                )
+                .then(
+                  ([row]) => {
+                    looking = false;
+                    const on = nodes.findIndex((node) => node.alive && node.owner === row?.lease_owner);
+                    if (victim !== -1 || on === -1) return;
+                    victim = on;
+                    onVictim = clients.filter((c) => c.connectedTo === nodes[on]?.url);
+                    nodes[on]?.child.kill("SIGKILL");
+                    for (const off of offs) off();
+                    resolve();
+                  },
+                  () => {
+                    looking = false;
+                  },
+                );
             }),
           );
         });
         const killedAt = Date.now();
         await nodes[victim]?.kill9();
         const snapshot = await leaseSnapshot(h.db);
-        const waiting = clients.filter((c) => homes.get(c) === victim && c.outstanding() > 0);
+        const victimOwner = nodes[victim]?.owner;
+        const leased = new Set(snapshot.filter((r) => r.lease_owner === victimOwner).map((r) => r.session_key));
+        // Its clients and the clients of the sessions it ran get answers again (from the survivors).
+        const waiting = clients.filter(
+          (c) => (onVictim.includes(c) || leased.has(c.sessionKey)) && c.outstanding() > 0,
+        );
         const seen = await takeovers(h.db, snapshot, killedAt, 30_000);
         deadOwners += seen.deadOwners.length;
         orphans.push(...seen.orphans);
         expect(seen.deadOwners, "exactly one lease owner died").toHaveLength(1);
-        // The victim's clients get answers again (from the survivors).
         for (const client of waiting) {
           const before = [...client.sent.values()].filter((m) => m.repliedAt === undefined).map((m) => m.requestId);
           await client.until(() => before.some((id) => client.sent.get(id)?.repliedAt !== undefined), {

@@ -73,6 +73,8 @@ export class ChaosClient {
 
   readonly #token: string;
   readonly #url: () => string | undefined;
+  /** The base URL #ws was opened to. */
+  #wsBase: string | undefined;
   readonly #rng: Rng;
   readonly #maxBackoffMs: number;
   readonly #idPrefix: string;
@@ -101,6 +103,11 @@ export class ChaosClient {
 
   get connected(): boolean {
     return this.#ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** The server URL the open socket was made to (undefined while not connected). */
+  get connectedTo(): string | undefined {
+    return this.connected ? this.#wsBase : undefined;
   }
 
   /** Sends a new message now (or on the next connect); returns its requestId. */
@@ -182,6 +189,7 @@ export class ChaosClient {
       handshakeTimeout: 5_000,
     });
     this.#ws = ws;
+    this.#wsBase = base;
     ws.on("open", () => {
       this.connects += 1;
       this.#attempt = 0;

@@ -47,6 +47,8 @@ export class ServerProcess {
   readonly exited: Promise<Exit>;
   /** http://127.0.0.1:port, once listening. */
   url = "";
+  /** The processor's owner id (lease_owner in sessiond.sessions) from the banner, if it processes. */
+  owner: string | undefined;
   /** True once this harness sent SIGKILL or SIGTERM (an exit without it is a crash). */
   stoppedByUs = false;
   #output = "";
@@ -92,6 +94,9 @@ export class ServerProcess {
     try {
       const [, url] = await server.waitForOutput(/sessiond listening on (http:\/\/[^\s]+)/, options.startMs ?? 60_000);
       server.url = url as string;
+      // The banner's next lines follow at once; a server without processing prints no owner.
+      const owner = await server.waitForOutput(/ {2}processor: (\S+)/, 2_000).catch(() => undefined);
+      server.owner = owner?.[1];
     } catch (error) {
       child.kill("SIGKILL");
       throw error;
