@@ -373,16 +373,17 @@ $$;
 COMMENT ON FUNCTION sessiond.claim_session_work(session_key text, owner text, ttl_ms integer, max_events integer) IS 'Takes the processing lease of a session that has unprocessed events and no live lease, and returns its new fencing token (larger than any before) with its next max_events unprocessed events in seq order. No rows: nothing to do here (no unprocessed event, or another owner holds a live lease); nothing is written then.';
 
 --
--- Name: claim_sessions(text, integer, integer); Type: FUNCTION; Schema: sessiond; Owner: -
+-- Name: claim_sessions(text, integer, integer, text[]); Type: FUNCTION; Schema: sessiond; Owner: -
 --
 
-CREATE FUNCTION sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer) RETURNS SETOF sessiond.claimed_session
+CREATE FUNCTION sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer, skip text[] DEFAULT '{}'::text[]) RETURNS SETOF sessiond.claimed_session
     LANGUAGE sql
     AS $$
   with candidates as (
     select s.session_key from sessiond.sessions s
      where s.processed_seq < s.last_seq
        and (s.lease_owner is null or s.lease_expires_at <= clock_timestamp())
+       and not (s.session_key = any(coalesce(claim_sessions.skip, '{}')))
      order by s.updated_at
      limit greatest(max_sessions, 0)
      for update skip locked
@@ -398,10 +399,10 @@ CREATE FUNCTION sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions
 $$;
 
 --
--- Name: FUNCTION claim_sessions(owner text, ttl_ms integer, max_sessions integer); Type: COMMENT; Schema: sessiond; Owner: -
+-- Name: FUNCTION claim_sessions(owner text, ttl_ms integer, max_sessions integer, skip text[]); Type: COMMENT; Schema: sessiond; Owner: -
 --
 
-COMMENT ON FUNCTION sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer) IS 'The sweep: takes the leases of up to max_sessions sessions that have unprocessed events and no live lease (free or expired), skipping rows other claimers hold. Returns each with its new fencing token.';
+COMMENT ON FUNCTION sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer, skip text[]) IS 'The sweep: takes the leases of up to max_sessions sessions that have unprocessed events and no live lease (free or expired), skipping rows other claimers hold and the sessions in skip (those the caller is running itself: claiming one would give it a lease its running loop does not know, which nobody renews or uses until it expires). Returns each with its new fencing token.';
 
 --
 -- Name: commit_run(text, bigint, jsonb, jsonb, jsonb); Type: FUNCTION; Schema: sessiond; Owner: -

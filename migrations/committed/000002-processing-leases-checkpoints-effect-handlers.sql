@@ -1,5 +1,5 @@
 --! Previous: sha1:2e29663d95506b3500be88b83a8727712c01d74a
---! Hash: sha1:41074f16b6cc4754b413d7fb39d247638c0c64ef
+--! Hash: sha1:aaff9671e2c11308947cbac0373ae9f4aca60df6
 --! Message: processing leases, checkpoints, effect handlers
 
 -- ============================================================================
@@ -30,7 +30,7 @@ comment on function sessiond.claim_session(text, text, integer) is
 create type sessiond.claimed_session as (session_key text, lease_token bigint);
 comment on type sessiond.claimed_session is 'A session whose lease claim_sessions took, with its new fencing token.';
 
-create function sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer)
+create function sessiond.claim_sessions(owner text, ttl_ms integer, max_sessions integer, skip text[] default '{}')
 returns setof sessiond.claimed_session
   language sql volatile
 as $$
@@ -38,6 +38,7 @@ as $$
     select s.session_key from sessiond.sessions s
      where s.processed_seq < s.last_seq
        and (s.lease_owner is null or s.lease_expires_at <= clock_timestamp())
+       and not (s.session_key = any(coalesce(claim_sessions.skip, '{}')))
      order by s.updated_at
      limit greatest(max_sessions, 0)
      for update skip locked
@@ -51,8 +52,8 @@ as $$
    where s.session_key = c.session_key
   returning s.session_key::text, s.lease_token
 $$;
-comment on function sessiond.claim_sessions(text, integer, integer) is
-  'The sweep: takes the leases of up to max_sessions sessions that have unprocessed events and no live lease (free or expired), skipping rows other claimers hold. Returns each with its new fencing token.';
+comment on function sessiond.claim_sessions(text, integer, integer, text[]) is
+  'The sweep: takes the leases of up to max_sessions sessions that have unprocessed events and no live lease (free or expired), skipping rows other claimers hold and the sessions in skip (those the caller is running itself: claiming one would give it a lease its running loop does not know, which nobody renews or uses until it expires). Returns each with its new fencing token.';
 
 create function sessiond.heartbeat_session(session_key text, owner text, lease_token bigint, ttl_ms integer)
 returns boolean

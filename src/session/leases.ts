@@ -9,12 +9,11 @@ export const LEASE_LOST = "SDL01";
 /** SQLSTATE raised by sessiond.commit_run for a commit that is not the next event. */
 export const OUT_OF_ORDER = "SDO01";
 
-export async function claimSessions(db: Queryable, owner: string, ttlMs: number, max: number) {
-  return db.query<{ session_key: string; lease_token: number }>("select * from sessiond.claim_sessions($1, $2, $3)", [
-    owner,
-    ttlMs,
-    max,
-  ]);
+export async function claimSessions(db: Queryable, owner: string, ttlMs: number, max: number, skip: string[] = []) {
+  return db.query<{ session_key: string; lease_token: number }>(
+    "select * from sessiond.claim_sessions($1, $2, $3, $4::text[])",
+    [owner, ttlMs, max, skip],
+  );
 }
 
 export async function heartbeatSession(db: Queryable, sessionKey: string, owner: string, token: number, ttlMs: number) {

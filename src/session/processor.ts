@@ -197,13 +197,13 @@ export class SessionProcessor {
         (payload) => this.#onNotify(payload),
         () => {
           this.#log.warn({ owner: this.owner }, "events listener reconnected; sweeping");
-          this.sweep();
+          void this.sweep();
         },
       );
     }
-    this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
+    this.#sweepTimer = setInterval(() => void this.sweep(), this.#sweepMs);
     this.#sweepTimer.unref();
-    this.sweep();
+    void this.sweep();
   }
 
   /**
@@ -238,19 +238,28 @@ export class SessionProcessor {
     await this.#sweeping;
   }
 
-  /** Claims and starts sessions with unprocessed events and no live lease, up to free capacity. */
-  sweep(): void {
-    if (this.#stopping || this.#sweeping) return;
+  /**
+   * Claims and starts sessions with unprocessed events and no live lease, up to free capacity.
+   * Resolves when this sweep (or the one already under way) has claimed; it never rejects.
+   */
+  sweep(): Promise<void> {
+    if (this.#stopping) return Promise.resolve();
+    if (this.#sweeping) return this.#sweeping;
     const free = this.#concurrency - this.#busy;
-    if (free <= 0) return;
+    if (free <= 0) return Promise.resolve();
     this.#sweeping = (async () => {
       // Let the assignment above happen before this body can finish: a finally
       // that ran first would leave #sweeping set for ever (no sweep again).
       await null;
       try {
-        const claimed = await claimSessions(this.#db, this.owner, this.#leaseMs, free);
+        // Never claim a session this process runs: its loop would not know the new token, and the
+        // lease would sit unused and unrenewed until it expired (its own heartbeat renews it instead).
+        const claimed = await claimSessions(this.#db, this.owner, this.#leaseMs, free, [...this.#active.keys()]);
         for (const { session_key, lease_token } of claimed) {
-          if (this.#active.has(session_key)) continue;
+          if (this.#active.has(session_key)) {
+            await releaseSession(this.#db, session_key, this.owner, lease_token).catch(() => {});
+            continue;
+          }
           this.#startLoop(session_key, lease_token);
         }
       } catch (error) {
@@ -259,12 +268,13 @@ export class SessionProcessor {
         this.#sweeping = undefined;
       }
     })();
+    return this.#sweeping;
   }
 
   #onNotify(payload: string): void {
     const pairs = parseSeqPairs(payload);
     if (pairs === null) {
-      this.sweep();
+      void this.sweep();
       return;
     }
     for (const [sessionKey, seq] of pairs) {

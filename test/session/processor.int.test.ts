@@ -447,6 +447,14 @@ describeEachDb(
         "update sessiond.sessions set lease_expires_at = now() - interval '1 second' where session_key = $1",
         [s],
       );
+      // A's own sweep leaves the session it runs alone: a claim would hand A a second lease that
+      // its paused loop does not know and nobody renews, keeping B out until it expired.
+      await a.processor.sweep();
+      const [lease] = await t.db.query<{ lease_token: number }>(
+        "select lease_token from sessiond.sessions where session_key = $1",
+        [s],
+      );
+      expect(lease?.lease_token).toBe(1);
       await runtime(t.another({ max: 2 }), { model: new LocalChatModel({ behaviour: () => "from B" }) });
       await eventually(() => isCaughtUp(t.db, s, 1));
       resume.open();
