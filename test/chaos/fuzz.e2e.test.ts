@@ -37,7 +37,7 @@ import { report } from "../support/chaos/report.js";
 import { CHAOS_SECRET } from "../support/chaos/server-process.js";
 import { postgresAvailable } from "../support/db.js";
 
-const INPUTS = scale(1000, 20_000);
+const INPUTS = scale(600, 20_000);
 const MAX_PAYLOAD = 65_536;
 /** The fuzzer's own session changes every this many inputs (a history that grows forever slows every run). */
 const ROTATE_EVERY = 100;
