@@ -255,17 +255,22 @@ export class SessionProcessor {
         // Never claim a session this process runs: its loop would not know the new token, and the
         // lease would sit unused and unrenewed until it expired (its own heartbeat renews it instead).
         const claimed = await claimSessions(this.#db, this.owner, this.#leaseMs, free, [...this.#active.keys()]);
-        for (const { session_key, lease_token } of claimed) {
-          if (this.#active.has(session_key)) {
-            await releaseSession(this.#db, session_key, this.owner, lease_token).catch(() => {});
-            continue;
-          }
-          this.#startLoop(session_key, lease_token);
+        // Notifications handled while the claim was in flight may have filled the free slots: start
+        // what still fits, give the rest back and start it when a slot frees (#wanted).
+        const surplus: typeof claimed = [];
+        for (const claim of claimed) {
+          if (this.#active.has(claim.session_key) || this.#busy >= this.#concurrency) surplus.push(claim);
+          else this.#startLoop(claim.session_key, claim.lease_token);
+        }
+        for (const { session_key, lease_token } of surplus) {
+          await releaseSession(this.#db, session_key, this.owner, lease_token).catch(() => {});
+          if (!this.#active.has(session_key)) this.#wanted.add(session_key);
         }
       } catch (error) {
         if (!this.#stopping) this.#log.error({ err: error }, "sweep failed");
       } finally {
         this.#sweeping = undefined;
+        this.#pumpWanted();
       }
     })();
     return this.#sweeping;

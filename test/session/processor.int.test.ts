@@ -254,6 +254,59 @@ describeEachDb("session processing", (t) => {
     await eventually(() => isCaughtUp(t.db, b, 1), { what: "session B processed by a later sweep" });
   });
 
+  it("holds the concurrency limit when a sweep's claim returns after notifications filled the slots", async () => {
+    // The sweep's claim is held until a notified session has taken the only slot.
+    const sweepHeld = gate();
+    const sweepSent = gate();
+    const db = new Proxy(t.db, {
+      get(target, name, receiver) {
+        if (name !== "query") return Reflect.get(target, name, receiver);
+        return async (sql: string, params?: unknown[]) => {
+          if (sql.includes("claim_sessions(")) {
+            sweepSent.open();
+            await sweepHeld.promise;
+          }
+          return target.query(sql, params);
+        };
+      },
+    }) as Db;
+    const held = gate();
+    const started: string[] = [];
+    let running = 0;
+    let most = 0;
+    const [a, b] = [uniqueKey("capA"), uniqueKey("capB")];
+    const rt = await runtime(db, {
+      concurrency: 1,
+      model: new LocalChatModel({
+        behaviour: async ({ call }) => {
+          if (call === 1) await held.promise;
+          return "ok";
+        },
+      }),
+      hooks: {
+        onRunStart(sessionKey) {
+          started.push(sessionKey);
+          running += 1;
+          most = Math.max(most, running);
+        },
+        onCommitted() {
+          running -= 1;
+        },
+      },
+    });
+    await sweepSent.promise; // the start's sweep computed one free slot and is waiting
+    await rt.sendMessage({ sessionKey: a, requestId: "r1", text: "first" });
+    await eventually(async () => started.length === 1);
+    await rt.sendMessage({ sessionKey: b, requestId: "r1", text: "second" }); // no slot: waits
+    sweepHeld.open(); // the sweep now finds b free and claims it
+    await rt.processor.sweep();
+    expect(running).toBe(1);
+    held.open();
+    for (const s of [a, b]) await eventually(() => isCaughtUp(t.db, s, 1));
+    expect(most).toBe(1);
+    expect(started).toEqual([a, b]);
+  });
+
   it("holds the concurrency limit when many notifications arrive together", async () => {
     let running = 0;
     let most = 0;
