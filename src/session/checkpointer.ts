@@ -134,16 +134,7 @@ export class SessiondCheckpointer extends BaseCheckpointSaver {
    * then lost anyway and the run is to be redone.
    */
   async flushRun(tx: Queryable, threadId: string): Promise<void> {
-    const run = this.#runs.get(threadId);
-    if (!run) throw new Error(`checkpointer: no run is buffering thread ${threadId}`);
-    if (run.state === "flushing") throw new Error(`checkpointer: the run of thread ${threadId} is already flushing`);
-    run.state = "flushing";
-    try {
-      await run.settled();
-      await writeRows(tx, run.batch());
-    } finally {
-      if (this.#runs.get(threadId) === run) this.#runs.delete(threadId);
-    }
+    await this.#endRun(threadId, (batch) => writeRows(tx, batch));
   }
 
   /**
@@ -152,13 +143,18 @@ export class SessiondCheckpointer extends BaseCheckpointSaver {
    * Writes of the thread are refused while it settles; afterwards they go straight through.
    */
   async takeRun(threadId: string): Promise<RowBatch> {
+    return this.#endRun(threadId, async (batch) => batch);
+  }
+
+  /** Marks the run flushing, waits for its pending puts, hands its rows to `use`, then ends it. */
+  async #endRun<T>(threadId: string, use: (batch: RowBatch) => Promise<T>): Promise<T> {
     const run = this.#runs.get(threadId);
     if (!run) throw new Error(`checkpointer: no run is buffering thread ${threadId}`);
     if (run.state === "flushing") throw new Error(`checkpointer: the run of thread ${threadId} is already flushing`);
     run.state = "flushing";
     try {
       await run.settled();
-      return run.batch();
+      return await use(run.batch());
     } finally {
       if (this.#runs.get(threadId) === run) this.#runs.delete(threadId);
     }
