@@ -215,14 +215,16 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
   /** A lane of its own for one transaction: an idle one, a new one, or the next one freed. */
   function takeLane(): Promise<{ sql: Sql; generation: number }> {
     if (closed) return Promise.reject(new Error("the database is closed"));
-    let lane = idleLanes.pop();
-    if (!lane && lanes < laneCount) {
-      lanes += 1;
-      lane = { sql: open(1), generation };
-    }
+    const lane = idleLanes.pop() ?? (lanes < laneCount ? openLane() : undefined);
     if (!lane) return new Promise((resolve, reject) => laneWaiters.push({ resolve, reject }));
     busyLanes.add(lane);
     return Promise.resolve(lane);
+  }
+
+  /** A new one-connection lane of the current generation (the caller checked there is room). */
+  function openLane(): { sql: Sql; generation: number } {
+    lanes += 1;
+    return { sql: open(1), generation };
   }
 
   /** Gives a lane back; one that lost its connection, or is from before a recycle, is closed instead. */
@@ -243,8 +245,7 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
 
   function serveLaneWaiters(): void {
     while (laneWaiters.length > 0 && lanes < laneCount && !closed) {
-      lanes += 1;
-      const lane = { sql: open(1), generation };
+      const lane = openLane();
       busyLanes.add(lane);
       laneWaiters.shift()?.resolve(lane);
     }

@@ -332,8 +332,9 @@ export class SessionProcessor {
         this.#claiming.delete(sessionKey),
       );
       if (!claimed) return;
-      if (this.#stopping || this.#active.has(sessionKey)) {
-        if (!this.#active.has(sessionKey)) await releaseSession(this.#db, sessionKey, this.owner, claimed.token);
+      if (this.#active.has(sessionKey)) return;
+      if (this.#stopping) {
+        await releaseSession(this.#db, sessionKey, this.owner, claimed.token);
         return;
       }
       this.#startLoop(sessionKey, claimed.token, claimed.events);
