@@ -32,6 +32,9 @@
  *   channel is checked end to end (a NOTIFY with a check payload that the
  *   listener never sees), and if one hears nothing within LISTEN_CHECK_MS the
  *   pool is replaced.
+ * - a connection the server refuses closes cleanly, and the driver's backoff
+ *   counts only closes with a socket error: it retried every few ms, a
+ *   backend forked per attempt. Each pool gets reconnectBackoff() instead.
  *
  * Transactions never share the query pool. sql.begin there can hand BEGIN to
  * a connection busy with pipelined plain statements: when that BEGIN fills the
@@ -47,6 +50,7 @@
  */
 import { randomUUID } from "node:crypto";
 import postgres from "postgres";
+import { reconnectBackoff } from "./reconnect-backoff.js";
 import { type Db, type Listener, type Queryable, type Row, toDbError } from "./types.js";
 
 export interface PostgresDbOptions {
@@ -122,6 +126,8 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
       max: size,
       idle_timeout: options.idleTimeout ?? 0,
       connect_timeout: options.connectTimeout ?? CONNECT_TIMEOUT_S,
+      // Refused connections close cleanly, which the driver does not back off from (see the file).
+      backoff: reconnectBackoff(),
       // Types learnt by an earlier pool are copied in below instead of fetched on every connect.
       fetch_types: typed === undefined,
       onnotice: () => {},

@@ -11,12 +11,52 @@
  * - while the LISTEN connection could not come back, the driver re-issued
  *   LISTEN on every failed attempt and answered all of them at once when it
  *   was back: one outage counted as dozens of reconnects (and as many sweeps
- *   and "listener reconnected" warnings). A burst now counts once.
+ *   and "listener reconnected" warnings). A burst now counts once;
+ * - and it re-connected every few ms meanwhile (a refused connection closes
+ *   cleanly, which the driver does not back off from): ~30 attempts a second,
+ *   each a Postgres backend forked, most of a core of the server's CPU while
+ *   the database was in trouble. src/db/reconnect-backoff.ts backs off now.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createPostgresDb, type Db } from "../../src/db/index.js";
 import { PgFaults } from "../support/chaos/pg-faults.js";
 import { freshPostgresDatabase, postgresAvailable } from "../support/db.js";
+
+/** A TCP relay to the Postgres of `url` that counts the connections made through it. */
+async function countingRelay(
+  url: string,
+): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
+  const target = new URL(url);
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    connections += 1;
+    const upstream = tcpConnect(Number(target.port || 5432), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const relayed = new URL(url);
+  relayed.hostname = "127.0.0.1";
+  relayed.port = String((server.address() as { port: number }).port);
+  return {
+    url: relayed.toString(),
+    connections: () => connections,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 describe.skipIf(!postgresAvailable)("the Postgres Db after connection faults", () => {
   let fresh: Awaited<ReturnType<typeof freshPostgresDatabase>> | undefined;
@@ -26,9 +66,12 @@ describe.skipIf(!postgresAvailable)("the Postgres Db after connection faults", (
     fresh = await freshPostgresDatabase();
     faults = new PgFaults(new URL(fresh.url).pathname.slice(1));
   });
+  afterEach(async () => {
+    // Closed after each test: a LISTEN connection left open would be the next test's to terminate too.
+    for (const db of dbs.splice(0)) await db.close();
+  });
   afterAll(async () => {
     await faults?.close();
-    for (const db of dbs) await db.close();
     await fresh?.drop();
   });
 
@@ -107,4 +150,40 @@ describe.skipIf(!postgresAvailable)("the Postgres Db after connection faults", (
     expect([...reconnects.values()].every((n) => n <= 2)).toBe(true);
     for (const listener of listeners) await listener.close();
   }, 60_000);
+
+  it("a database that refuses connections is retried with a growing delay, not every few ms", async () => {
+    const relay = await countingRelay(fresh?.url as string);
+    const db = createPostgresDb(relay.url, { max: 2 });
+    dbs.push(db);
+    let reconnected = 0;
+    const listener = await db.listen(
+      "chaos_refused",
+      () => {},
+      () => reconnected++,
+    );
+    try {
+      await db.query("select 1");
+      await faults?.block();
+      const before = relay.connections();
+      expect((await faults?.terminate("listen"))?.listen).toBe(1);
+      // Three seconds of refusal: 10, 20, 40 … ms between attempts, then at most 2 s (~9 attempts);
+      // before the fix the driver made ~90.
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      const attempts = relay.connections() - before;
+      expect(attempts).toBeGreaterThan(0);
+      expect(attempts).toBeLessThanOrEqual(20);
+      await faults?.unblock();
+      // And it comes back once the database lets it in.
+      const deadline = Date.now() + 15_000;
+      while (reconnected === 0) {
+        if (Date.now() > deadline) throw new Error("the LISTEN connection did not come back");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      await faults?.unblock();
+      // (Its failure must not hide the test's own.)
+      await listener.close().catch(() => {});
+      await relay.close();
+    }
+  }, 30_000);
 });

@@ -1,0 +1,50 @@
+/**
+ * How long postgres.js waits before it reconnects a closed connection.
+ *
+ * The driver asks its `backoff(retries)` option for the delay after every
+ * close, but counts `retries` only for closes with a socket error. A server
+ * that refuses a connection (ALLOW_CONNECTIONS false, too many clients, a
+ * database starting up or shutting down) answers with an error message and
+ * closes cleanly, so the count stays 0 and the driver waited 5–10 ms: a
+ * LISTEN connection whose database refused it came back ~30 times a second,
+ * each attempt a backend forked and torn down — measured at 0.7 of a core of
+ * Postgres CPU per listener, at the very moment the database was in trouble.
+ *
+ * So the streak of closes is counted here: a close that follows the previous
+ * one within its delay plus STREAK_GAP_MS continues the streak and doubles
+ * the delay, up to MAX_DELAY_MS; a close after a quiet spell (a terminated
+ * backend, a connection's lifetime ending) starts again at FIRST_DELAY_MS, so
+ * a single lost connection is back at once. Closes closer together than any
+ * retry could follow (SIBLING_MS: a pool's connections terminated at once)
+ * share one step of the streak instead of each adding one. Each delay is
+ * jittered to between half and all of it, so processes do not retry in step.
+ */
+
+/** The delay of the first close of a streak. */
+export const FIRST_DELAY_MS = 10;
+/** The longest delay between two attempts. */
+export const MAX_DELAY_MS = 2_000;
+/** A close this long after the previous delay ended starts a new streak. */
+export const STREAK_GAP_MS = 1_000;
+/** Closes closer together than this are siblings (no retry is that quick: every delay is at least this). */
+export const SIBLING_MS = FIRST_DELAY_MS / 2;
+
+/** A backoff for one postgres.js instance: seconds to wait, as the driver's `backoff` option wants them. */
+export function reconnectBackoff(
+  now: () => number = () => performance.now(),
+  random: () => number = Math.random,
+): (driverRetries: number) => number {
+  let streak = 0;
+  let lastAt = Number.NEGATIVE_INFINITY;
+  let lastDelayMs = 0;
+  return () => {
+    const at = now();
+    const gap = at - lastAt;
+    if (gap > lastDelayMs + STREAK_GAP_MS) streak = 0;
+    else if (gap >= SIBLING_MS) streak += 1;
+    lastAt = at;
+    const full = Math.min(FIRST_DELAY_MS * 2 ** streak, MAX_DELAY_MS);
+    lastDelayMs = full * (0.5 + random() / 2);
+    return lastDelayMs / 1000;
+  };
+}
