@@ -14,6 +14,7 @@ import {
   type Db,
   type DbKind,
   type Listener,
+  migratePglite,
   type PgliteDb,
 } from "../../src/db/index.js";
 import { adminUrl, databaseUrl, TEST_DB_PREFIX } from "./pg-urls.js";
@@ -22,10 +23,97 @@ export const postgresAvailable = inject("pgTemplate") !== null;
 
 let dumpCache: Blob | undefined;
 
-/** A PGlite database with every migration applied, in memory. */
+/**
+ * PGlite instances this worker loaded whose last user closed them: each is
+ * wiped back to a freshly migrated database and waits for the next caller.
+ * Loading the dump costs ~1.3 s of CPU (WASM start, untar, Postgres start-up)
+ * and the suite needs ~30 PGlite databases; wiping one costs ~0.1 s. A wiped
+ * database holds exactly what a loaded one does: the schemas sessiond and
+ * graphile_migrate are dropped and the committed migrations applied again,
+ * and DISCARD ALL ends every session state (settings, LISTENs, advisory
+ * locks, prepared statements, temporary tables).
+ */
+const idle: PgliteDb[] = [];
+
+const WIPE = `
+  drop schema if exists sessiond cascade;
+  drop schema if exists graphile_migrate cascade;
+  drop schema if exists public cascade;
+  create schema public;`;
+
+async function wipeForReuse(base: PgliteDb): Promise<void> {
+  if (base.pglite.closed) return;
+  try {
+    // A test may have left a transaction open (psql through the socket port); end it first.
+    await base.exec("rollback").catch(() => {});
+    await base.exec("discard all");
+    await base.exec(WIPE);
+    await migratePglite(base);
+    idle.push(base);
+  } catch {
+    await base.close().catch(() => {});
+  }
+}
+
+/**
+ * A PGlite database with every migration applied, in memory: a wiped one this
+ * worker had before, or a new one loaded from the dump built in global setup.
+ * Its `close()` hands it back for reuse; once closed, this handle refuses to work.
+ */
 export async function freshPglite(): Promise<PgliteDb> {
-  dumpCache ??= new Blob([await readFile(inject("pgliteDump"))]);
-  return createPgliteDb({ loadDataDir: dumpCache });
+  let base = idle.pop();
+  if (!base) {
+    dumpCache ??= new Blob([await readFile(inject("pgliteDump"))]);
+    base = await createPgliteDb({ loadDataDir: dumpCache });
+  }
+  const db = base;
+  let closed = false;
+  // A listener still open at close (a server the test left running) keeps its
+  // callback inside this PGlite: such an instance is closed, never reused.
+  let listening = 0;
+  const open = () => {
+    // What a closed PGlite itself throws.
+    if (closed) throw new Error("PGlite is closed");
+  };
+  return {
+    kind: "pglite",
+    get pglite() {
+      open();
+      return db.pglite;
+    },
+    async query(text, params) {
+      open();
+      return db.query(text, params);
+    },
+    async exec(sql) {
+      open();
+      return db.exec(sql);
+    },
+    async transaction(fn) {
+      open();
+      return db.transaction(fn);
+    },
+    async listen(channel, onNotify, onReconnect) {
+      open();
+      const listener = await db.listen(channel, onNotify, onReconnect);
+      listening++;
+      let unlistened = false;
+      return {
+        close: async () => {
+          if (unlistened) return;
+          unlistened = true;
+          listening--;
+          await listener.close();
+        },
+      };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (listening > 0) await db.close();
+      else await wipeForReuse(db);
+    },
+  };
 }
 
 /** A new real-Postgres database copied from the migrated template; `drop()` removes it. */
