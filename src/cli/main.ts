@@ -72,7 +72,7 @@ export function unhandledRejectionHandler(io: Pick<CliIo, "err">): (reason: unkn
   };
 }
 
-const isEntryPoint = process.argv[1] !== undefined && /[\\/]cli[\\/](bin\.mjs|main\.ts)$/.test(process.argv[1]);
+const isEntryPoint = process.argv[1] !== undefined && /[\\/]cli[\\/](bin\.mjs|main\.[jt]s)$/.test(process.argv[1]);
 if (isEntryPoint) {
   const io: CliIo = {
     out: (line) => process.stdout.write(`${line}\n`),

@@ -13,17 +13,21 @@ import { join } from "node:path";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
 import { createPgliteDb, migratePglite, migratePostgres } from "../../src/db/index.js";
+import { buildServerForTests } from "./compiled-server.js";
 import { adminUrl, databaseUrl, TEMPLATE_PREFIX, TEST_DB_PREFIX, testDatabaseUrl } from "./pg-urls.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
     pgliteDump: string;
     pgTemplate: string | null;
+    /** The CLI entry of the server transpiled once for this run (see compiled-server.ts). */
+    serveEntry: string;
   }
 }
 
 let tempDir: string | undefined;
 let template: string | null = null;
+let removeBuild: (() => Promise<void>) | undefined;
 
 function processAlive(pid: number): boolean {
   try {
@@ -36,6 +40,9 @@ function processAlive(pid: number): boolean {
 
 export async function setup(project: TestProject) {
   tempDir = await mkdtemp(join(tmpdir(), "sessiond-test-"));
+  const server = await buildServerForTests(`run-${process.pid}`);
+  removeBuild = server.remove;
+  project.provide("serveEntry", server.entry);
   const db = await createPgliteDb();
   await migratePglite(db);
   const dump = await db.pglite.dumpDataDir("none");
@@ -77,6 +84,7 @@ export async function setup(project: TestProject) {
 
 export async function teardown() {
   if (tempDir) await rm(tempDir, { recursive: true, force: true });
+  await removeBuild?.();
   if (template) {
     const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
     await admin.unsafe(`drop database if exists "${template}" with (force)`).catch(() => {});

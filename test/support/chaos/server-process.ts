@@ -1,6 +1,6 @@
 /**
- * Real `sessiond serve` processes for the chaos suites: `node src/cli/bin.mjs
- * serve` as a child process, configured through its environment like any
+ * Real `sessiond serve` processes for the chaos suites: the CLI's `serve`
+ * (as transpiled once per run by global setup) as a child process, configured through its environment like any
  * deployment, on a loopback port the OS picks. A process can be stopped
  * (SIGTERM), killed outright (SIGKILL: no shutdown code runs at all) and asked
  * for its resident memory. Every child is killed when the test process exits,
@@ -11,9 +11,21 @@ import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { inject } from "vitest";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const BIN = join(ROOT, "src/cli/bin.mjs");
+
+/**
+ * The server global setup transpiled for this run (test/support/compiled-server.ts:
+ * the same code without tsx's per-import cost); src/cli/bin.mjs outside vitest.
+ */
+function serveEntry(): string {
+  try {
+    return inject("serveEntry");
+  } catch {
+    return join(ROOT, "src/cli/bin.mjs");
+  }
+}
 
 /** The token secret every chaos server shares (tests mint tokens with it). */
 export const CHAOS_SECRET = "chaos-secret-0123456789abcdef-0123456789abcdef";
@@ -89,7 +101,11 @@ export class ServerProcess {
       SESSIOND_LOG_LEVEL: "warn",
       ...options.env,
     });
-    const child = spawn(process.execPath, [BIN, "serve"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [serveEntry(), "serve"], {
+      cwd: ROOT,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const server = new ServerProcess(child, options.name ?? "sessiond");
     try {
       const [, url] = await server.waitForOutput(/sessiond listening on (http:\/\/[^\s]+)/, options.startMs ?? 60_000);
