@@ -18,6 +18,7 @@ import { runServeCommand } from "../../src/cli/serve-command.js";
 import { createPgliteDb } from "../../src/db/index.js";
 import { TestClient } from "../server/client.js";
 import { reply } from "../server/fixture.js";
+import { TEST_PGLITE_SETTINGS } from "../support/db.js";
 import { eventually } from "../support/wait.js";
 
 const exec = promisify(execFile);
@@ -47,6 +48,7 @@ it("serve --psql-port: psql reads the running server's embedded database; stoppi
   const seeded = await createPgliteDb({
     dataDir: join(dir, "data"),
     loadDataDir: new Blob([await readFile(inject("pgliteDump"))]),
+    settings: TEST_PGLITE_SETTINGS,
   });
   await seeded.close();
 

@@ -17,6 +17,7 @@ import { main } from "../../src/cli/main.js";
 import { createPgliteDb } from "../../src/db/index.js";
 import { TestClient } from "../server/client.js";
 import { reply } from "../server/fixture.js";
+import { TEST_PGLITE_SETTINGS } from "../support/db.js";
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -67,6 +68,7 @@ it("sessiond serve: starts on a fresh data directory, chats, and exits cleanly o
   const seeded = await createPgliteDb({
     dataDir: join(dir, "data"),
     loadDataDir: new Blob([await readFile(inject("pgliteDump"))]),
+    settings: TEST_PGLITE_SETTINGS,
   });
   await seeded.close();
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: "0", SESSIOND_DATA_DIR: dir, SESSIOND_LOG_LEVEL: "warn" };

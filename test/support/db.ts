@@ -23,6 +23,9 @@ export const postgresAvailable = inject("pgTemplate") !== null;
 
 let dumpCache: Blob | undefined;
 
+/** Settings of every test PGlite: small shared buffers start in half the time (see PgliteDbOptions). */
+export const TEST_PGLITE_SETTINGS = { shared_buffers: "16MB" };
+
 /**
  * PGlite instances this worker loaded whose last user closed them: each is
  * wiped back to a freshly migrated database and waits for the next caller.
@@ -64,7 +67,7 @@ export async function freshPglite(): Promise<PgliteDb> {
   let base = idle.pop();
   if (!base) {
     dumpCache ??= new Blob([await readFile(inject("pgliteDump"))]);
-    base = await createPgliteDb({ loadDataDir: dumpCache });
+    base = await createPgliteDb({ loadDataDir: dumpCache, settings: TEST_PGLITE_SETTINGS });
   }
   const db = base;
   let closed = false;

@@ -43,7 +43,7 @@ export async function setup(project: TestProject) {
   const server = await buildServerForTests(`run-${process.pid}`);
   removeBuild = server.remove;
   project.provide("serveEntry", server.entry);
-  const db = await createPgliteDb();
+  const db = await createPgliteDb({ settings: { shared_buffers: "16MB" } });
   await migratePglite(db);
   const dump = await db.pglite.dumpDataDir("none");
   await db.close();
