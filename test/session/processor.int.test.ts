@@ -485,6 +485,9 @@ describeEachDb(
       const aDb = t.another({ max: 2 });
       const a = await runtime(aDb, {
         leaseMs: 60_000,
+        // No sweep of A's but the one this test calls: a sweep that began before A took the session
+        // would not skip it, and an explicit sweep() joins the one in flight.
+        sweepMs: 3_600_000,
         hooks: {
           beforeCommit: async () => {
             paused.open();
@@ -493,40 +496,46 @@ describeEachDb(
         },
         model: new LocalChatModel({ behaviour: () => "from A" }),
       });
+      await a.processor.sweep(); // the sweep of start(), over before the session exists
       const s = uniqueKey();
       await a.sendMessage({ sessionKey: s, requestId: "r1", text: "fence me" });
       await paused.promise;
-      await t.db.query(
-        "update sessiond.sessions set lease_expires_at = now() - interval '1 second' where session_key = $1",
-        [s],
-      );
-      // A's own sweep leaves the session it runs alone: a claim would hand A a second lease that
-      // its paused loop does not know and nobody renews, keeping B out until it expired.
-      await a.processor.sweep();
-      const [lease] = await t.db.query<{ lease_token: number }>(
-        "select lease_token from sessiond.sessions where session_key = $1",
-        [s],
-      );
-      expect(lease?.lease_token).toBe(1);
-      await runtime(t.another({ max: 2 }), { model: new LocalChatModel({ behaviour: () => "from B" }) });
-      await eventually(() => isCaughtUp(t.db, s, 1));
-      resume.open();
-      // A's commit must be refused with SDL01: try the same commit A would make.
       try {
-        await aDb.query("select * from sessiond.commit_run($1, 1, $2, '[]')", [s, [{ seq: 1, status: "processed" }]]);
-      } catch (error) {
-        aFailed = error;
+        await t.db.query(
+          "update sessiond.sessions set lease_expires_at = now() - interval '1 second' where session_key = $1",
+          [s],
+        );
+        // A's own sweep leaves the session it runs alone: a claim would hand A a second lease that
+        // its paused loop does not know and nobody renews, keeping B out until it expired.
+        await a.processor.sweep();
+        const [lease] = await t.db.query<{ lease_token: number }>(
+          "select lease_token from sessiond.sessions where session_key = $1",
+          [s],
+        );
+        expect(lease?.lease_token).toBe(1);
+        await runtime(t.another({ max: 2 }), { model: new LocalChatModel({ behaviour: () => "from B" }) });
+        await eventually(() => isCaughtUp(t.db, s, 1));
+        resume.open();
+        // A's commit must be refused with SDL01: try the same commit A would make.
+        try {
+          await aDb.query("select * from sessiond.commit_run($1, 1, $2, '[]')", [s, [{ seq: 1, status: "processed" }]]);
+        } catch (error) {
+          aFailed = error;
+        }
+        expect(aFailed).toBeInstanceOf(DbError);
+        expect((aFailed as DbError).code).toBe("SDL01");
+        await eventually(async () => a.processor.activeSessions === 0);
+        const effects = await clientEffects(t.db, s);
+        expect(effects.map((e) => e.payload.content)).toEqual(["from B"]);
+        const [outcomes] = await t.db.query<{ n: number }>(
+          "select count(*)::int as n from sessiond.event_outcomes where session_key = $1",
+          [s],
+        );
+        expect(outcomes?.n).toBe(1);
+      } finally {
+        // A failed expectation must not leave A paused for ever (stopping it would wait on it).
+        resume.open();
       }
-      expect(aFailed).toBeInstanceOf(DbError);
-      expect((aFailed as DbError).code).toBe("SDL01");
-      await eventually(async () => a.processor.activeSessions === 0);
-      const effects = await clientEffects(t.db, s);
-      expect(effects.map((e) => e.payload.content)).toEqual(["from B"]);
-      const [outcomes] = await t.db.query<{ n: number }>(
-        "select count(*)::int as n from sessiond.event_outcomes where session_key = $1",
-        [s],
-      );
-      expect(outcomes?.n).toBe(1);
     });
   },
   ["postgres"],
