@@ -208,28 +208,41 @@ const RECORD_STREAMING_BUBBLES = `
   }).observe(document, { childList: true, subtree: true });
 `;
 
+/**
+ * One Chromium for both blocks (a launch costs seconds of CPU): each block's
+ * server has a port, so an origin, of its own, and with it its own storage.
+ */
+let browser: Promise<{ context: BrowserContext; profile: string }> | undefined;
+function sharedBrowser(): Promise<{ context: BrowserContext; profile: string }> {
+  browser ??= (async () => {
+    const profile = await mkdtemp(join(tmpdir(), "sessiond-chromium-"));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1280, height: 760 },
+    });
+    return { context, profile };
+  })();
+  return browser;
+}
+afterAll(async () => {
+  const launched = await browser?.catch(() => undefined);
+  await launched?.context.close();
+  if (launched) await rm(launched.profile, { recursive: true, force: true });
+});
+
 describeEachDb(
   "the chat page in Chromium",
   (t) => {
     const servers = useServers(t);
-    let profile: string;
     let context: BrowserContext | undefined;
 
     beforeAll(async () => {
       if (!haveChromium) {
         throw new Error(`REQUIRE_POSTGRES=1 (CI) but there is no Chromium at ${CHROMIUM}: run .ci/install-chromium`);
       }
-      profile = await mkdtemp(join(tmpdir(), "sessiond-chromium-"));
-      context = await chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: CHROMIUM_ARGS,
-        viewport: { width: 1280, height: 760 },
-      });
-    });
-    afterAll(async () => {
-      await context?.close();
-      if (profile) await rm(profile, { recursive: true, force: true });
+      context = (await sharedBrowser()).context;
     });
 
     /** How many elements match `selector` (and contain `text`). */
