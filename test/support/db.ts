@@ -18,13 +18,13 @@ import {
   type PgliteDb,
 } from "../../src/db/index.js";
 import { adminUrl, databaseUrl, TEST_DB_PREFIX } from "./pg-urls.js";
+import { TEST_PGLITE_SETTINGS } from "./pglite-settings.js";
 
 export const postgresAvailable = inject("pgTemplate") !== null;
 
 let dumpCache: Blob | undefined;
 
-/** Settings of every test PGlite: small shared buffers start in half the time (see PgliteDbOptions). */
-export const TEST_PGLITE_SETTINGS = { shared_buffers: "16MB" };
+export { TEST_PGLITE_SETTINGS };
 
 /**
  * PGlite instances this worker loaded whose last user closed them: each is

@@ -1,20 +1,25 @@
 /**
  * Built once per `npm test`:
  * - a PGlite data dir with every migration applied, dumped to a tarball that
- *   each test file loads (so no file pays for initdb + migrations);
+ *   each test worker loads (so no file pays for initdb + migrations), kept
+ *   between runs under a key of what it is made of (see pgliteDump);
+ * - the server transpiled for the chaos suites' child processes (compiled-server.ts);
  * - on real Postgres, a template database with every migration applied, from
  *   which each test file creates its own database (CREATE DATABASE … TEMPLATE).
  * Without a reachable Postgres the real-Postgres suites skip with a loud notice,
  * unless REQUIRE_POSTGRES=1, in which case the run fails here.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
-import { createPgliteDb, migratePglite, migratePostgres } from "../../src/db/index.js";
+import { createPgliteDb, migratePglite, migratePostgres, readCommittedMigrations } from "../../src/db/index.js";
 import { buildServerForTests } from "./compiled-server.js";
 import { adminUrl, databaseUrl, TEMPLATE_PREFIX, TEST_DB_PREFIX, testDatabaseUrl } from "./pg-urls.js";
+import { TEST_PGLITE_SETTINGS } from "./pglite-settings.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -38,17 +43,45 @@ function processAlive(pid: number): boolean {
   }
 }
 
-export async function setup(project: TestProject) {
-  tempDir = await mkdtemp(join(tmpdir(), "sessiond-test-"));
-  const server = await buildServerForTests(`run-${process.pid}`);
-  removeBuild = server.remove;
-  project.provide("serveEntry", server.entry);
-  const db = await createPgliteDb({ settings: { shared_buffers: "16MB" } });
+/**
+ * The migrated PGlite data dir as a tarball. Building it (initdb, then the
+ * migrations) takes ~5 s of CPU before any test can start, so it is kept in
+ * the OS temp dir under a key of everything it is made of: PGlite's version,
+ * the committed migrations and the code that applies them. A changed
+ * migration is a new key, so a stale dump is never loaded.
+ */
+async function pgliteDump(): Promise<string> {
+  const hash = createHash("sha256");
+  const pglite = new URL("../../node_modules/@electric-sql/pglite/package.json", import.meta.url);
+  hash.update(JSON.parse(await readFile(pglite, "utf8")).version);
+  hash.update(await readFile(new URL("../../src/db/migrate.ts", import.meta.url)));
+  for (const migration of await readCommittedMigrations()) hash.update(migration.hash);
+  hash.update(JSON.stringify(TEST_PGLITE_SETTINGS));
+  const cacheDir = join(tmpdir(), "sessiond-test-cache");
+  const path = join(cacheDir, `pglite-${hash.digest("hex").slice(0, 32)}.tar`);
+  if (existsSync(path)) return path;
+  const db = await createPgliteDb({ settings: TEST_PGLITE_SETTINGS });
   await migratePglite(db);
   const dump = await db.pglite.dumpDataDir("none");
   await db.close();
-  const dumpPath = join(tempDir, "pglite.tar");
-  await writeFile(dumpPath, Buffer.from(await dump.arrayBuffer()));
+  await mkdir(cacheDir, { recursive: true });
+  // Dumps of other keys a day old are of schemas long gone (40 MB each).
+  for (const name of await readdir(cacheDir)) {
+    const other = join(cacheDir, name);
+    if (other !== path && Date.now() - (await stat(other)).mtimeMs > 86_400_000) await rm(other, { force: true });
+  }
+  // Written whole under another name first: a run starting meanwhile never reads half a file.
+  const partial = `${path}.${process.pid}.partial`;
+  await writeFile(partial, Buffer.from(await dump.arrayBuffer()));
+  await rename(partial, path);
+  return path;
+}
+
+export async function setup(project: TestProject) {
+  tempDir = await mkdtemp(join(tmpdir(), "sessiond-test-"));
+  const [server, dumpPath] = await Promise.all([buildServerForTests(`run-${process.pid}`), pgliteDump()]);
+  removeBuild = server.remove;
+  project.provide("serveEntry", server.entry);
   project.provide("pgliteDump", dumpPath);
 
   const admin = postgres(adminUrl(), { max: 1, onnotice: () => {}, connect_timeout: 3 });
