@@ -19,7 +19,7 @@ export default defineConfig({
     // No results cache: with it vitest starts files in the order of the last run's durations, which
     // starts the heaviest files (servers spawned, flooded, killed) together on the two cores; without
     // it files start largest first, as in a fresh clone (CI). Same commit, this machine: 107–135 s
-    // (11 runs) with the cache, 92.5–100 s (4 runs) without.
+    // (11 runs) with the cache, 92.5–112.5 s (8 runs, median 100 s) without.
     cache: false,
   },
 });

@@ -144,9 +144,13 @@ export async function freshPostgresDatabase(): Promise<{ url: string; drop: () =
     drop: async () => {
       if (dropped) return;
       dropped = true;
-      dropping = dropping.then(() => sql.unsafe(`drop database if exists "${name}" with (force)`).then(() => {}));
       // A failed DROP leaves a database the next run's global setup removes; nothing to fail here.
-      dropping = dropping.catch(() => {});
+      dropping = dropping
+        .then(() => sql.unsafe(`drop database if exists "${name}" with (force)`))
+        .then(
+          () => {},
+          () => {},
+        );
     },
   };
 }

@@ -11,7 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -30,7 +30,6 @@ declare module "vitest" {
   }
 }
 
-let tempDir: string | undefined;
 let template: string | null = null;
 let removeBuild: (() => Promise<void>) | undefined;
 
@@ -78,7 +77,6 @@ async function pgliteDump(): Promise<string> {
 }
 
 export async function setup(project: TestProject) {
-  tempDir = await mkdtemp(join(tmpdir(), "sessiond-test-"));
   const [server, dumpPath] = await Promise.all([buildServerForTests(`run-${process.pid}`), pgliteDump()]);
   removeBuild = server.remove;
   project.provide("serveEntry", server.entry);
@@ -116,7 +114,6 @@ export async function setup(project: TestProject) {
 }
 
 export async function teardown() {
-  if (tempDir) await rm(tempDir, { recursive: true, force: true });
   await removeBuild?.();
   if (template) {
     const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });

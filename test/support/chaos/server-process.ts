@@ -1,7 +1,8 @@
 /**
- * Real `sessiond serve` processes for the chaos suites: the CLI's `serve`
- * (as transpiled once per run by global setup) as a child process, configured through its environment like any
- * deployment, on a loopback port the OS picks. A process can be stopped
+ * Real `sessiond serve` processes for the chaos suites: the CLI's `serve` as
+ * a child process (the sources as global setup transpiled them for this run,
+ * see test/support/compiled-server.ts), configured through its environment
+ * like any deployment, on a loopback port the OS picks. A process can be stopped
  * (SIGTERM), killed outright (SIGKILL: no shutdown code runs at all) and asked
  * for its resident memory. Every child is killed when the test process exits,
  * so a failed run leaves no server behind.
@@ -14,18 +15,6 @@ import { fileURLToPath } from "node:url";
 import { inject } from "vitest";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-
-/**
- * The server global setup transpiled for this run (test/support/compiled-server.ts:
- * the same code without tsx's per-import cost); src/cli/bin.mjs outside vitest.
- */
-function serveEntry(): string {
-  try {
-    return inject("serveEntry");
-  } catch {
-    return join(ROOT, "src/cli/bin.mjs");
-  }
-}
 
 /** The token secret every chaos server shares (tests mint tokens with it). */
 export const CHAOS_SECRET = "chaos-secret-0123456789abcdef-0123456789abcdef";
@@ -101,7 +90,7 @@ export class ServerProcess {
       SESSIOND_LOG_LEVEL: "warn",
       ...options.env,
     });
-    const child = spawn(process.execPath, [serveEntry(), "serve"], {
+    const child = spawn(process.execPath, [inject("serveEntry"), "serve"], {
       cwd: ROOT,
       env,
       stdio: ["ignore", "pipe", "pipe"],
