@@ -259,7 +259,12 @@ export class SessionProcessor {
         // what still fits, give the rest back and start it when a slot frees (#wanted).
         const surplus: typeof claimed = [];
         for (const claim of claimed) {
-          if (this.#active.has(claim.session_key) || this.#busy >= this.#concurrency) surplus.push(claim);
+          const active = this.#active.get(claim.session_key);
+          if (active) {
+            // Started here while the claim was in flight, and its lease expired since (the skip list
+            // predates it): the running loop goes on under the new token.
+            if (!this.#adopt(claim.session_key, active, claim.lease_token)) surplus.push(claim);
+          } else if (this.#busy >= this.#concurrency) surplus.push(claim);
           else this.#startLoop(claim.session_key, claim.lease_token);
         }
         for (const { session_key, lease_token } of surplus) {
@@ -332,7 +337,13 @@ export class SessionProcessor {
         this.#claiming.delete(sessionKey),
       );
       if (!claimed) return;
-      if (this.#active.has(sessionKey)) return;
+      const active = this.#active.get(sessionKey);
+      if (active) {
+        if (!this.#adopt(sessionKey, active, claimed.token)) {
+          await releaseSession(this.#db, sessionKey, this.owner, claimed.token);
+        }
+        return;
+      }
       if (this.#stopping) {
         await releaseSession(this.#db, sessionKey, this.owner, claimed.token);
         return;
@@ -363,10 +374,36 @@ export class SessionProcessor {
     this.#loops.add(loop);
   }
 
+  /**
+   * A claim of this process returned a session that this process is running: the running loop's
+   * lease had expired (a claim takes only free or expired leases) and the claim took it again with
+   * `token`. The loop goes on under that token instead of being fenced out of its own session by
+   * it. When the new token is the next one, nobody held the lease in between and the running run
+   * stands; otherwise another owner did and may have committed newer events, so the run is
+   * interrupted and the loop reads again from the processed cursor. False when the claim is of no
+   * use to the loop (it has lost the lease, or holds a newer token): the caller gives it back.
+   */
+  #adopt(sessionKey: string, state: ActiveSession, token: number): boolean {
+    if (state.lost || token <= state.token) return false;
+    const heldBetween = token !== state.token + 1;
+    this.#log.warn(
+      { sessionKey, token: state.token, newToken: token, heldBetween },
+      "lease expired under a running session; renewed",
+    );
+    state.token = token;
+    if (heldBetween) {
+      state.interrupting = true;
+      state.abort?.abort(new Error("lease taken again after another owner held it"));
+    }
+    return true;
+  }
+
   async #heartbeat(sessionKey: string, state: ActiveSession): Promise<void> {
+    const token = state.token;
     try {
-      const ok = await heartbeatSession(this.#db, sessionKey, this.owner, state.token, this.#leaseMs);
-      if (!ok) this.#markLost(sessionKey, state);
+      const ok = await heartbeatSession(this.#db, sessionKey, this.owner, token, this.#leaseMs);
+      // A refusal of a token the loop has since replaced (#adopt) says nothing about the new one.
+      if (!ok && state.token === token) this.#markLost(sessionKey, state);
       else if (this.#mode === "poll-only" && state.abort) await this.#checkInterrupt(sessionKey, state);
     } catch (error) {
       this.#log.warn({ sessionKey, err: error }, "heartbeat failed");
@@ -388,8 +425,10 @@ export class SessionProcessor {
         if (!events?.length) {
           // Any NOTIFY from here on may be for an event this statement does not see.
           state.dirty = false;
-          const next = await nextSessionWork(this.#db, sessionKey, this.owner, state.token, BATCH_READ);
+          const token = state.token;
+          const next = await nextSessionWork(this.#db, sessionKey, this.owner, token, BATCH_READ);
           if (next.kind === "lost") {
+            if (state.token !== token) continue; // adopted a new token meanwhile: look again with it
             this.#markLost(sessionKey, state);
             break;
           }
@@ -519,7 +558,18 @@ export class SessionProcessor {
     const processed = parts.at(-1)?.outcome.status === "processed";
     // Outcomes, effects, cursor and checkpoint in one statement: one round trip, one transaction.
     const checkpoint = processed ? await this.#checkpointer.takeRun(sessionKey) : undefined;
-    await commitRun(this.#db, sessionKey, state.token, outcomes, effects, checkpoint);
+    for (;;) {
+      const token = state.token;
+      try {
+        await commitRun(this.#db, sessionKey, token, outcomes, effects, checkpoint);
+        break;
+      } catch (error) {
+        // Refused for a token the loop replaced while the commit was in flight (#adopt): nothing
+        // was written; commit again under the new one (which checks order again).
+        const replaced = error instanceof DbError && error.code === LEASE_LOST && state.token !== token;
+        if (!replaced || state.lost) throw error;
+      }
+    }
     this.#hooks.onCommitted?.(
       sessionKey,
       outcomes.map((o) => o.seq),

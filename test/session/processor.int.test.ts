@@ -537,6 +537,134 @@ describeEachDb(
         resume.open();
       }
     });
+
+    /**
+     * A runtime whose sweeps can be held: `holdSweep()` starts a sweep whose claim waits in front of
+     * the database until `release()`, so its skip list is older than what the runtime then runs.
+     * Its model answers "from A"; each run stops before its commit until `resume` opens.
+     */
+    async function staleSweepRuntime(db: Db) {
+      const sweepHeld = gate();
+      const sweepSent = gate();
+      let hold = false;
+      const held = new Proxy(db, {
+        get(target, name, receiver) {
+          if (name !== "query") return Reflect.get(target, name, receiver);
+          return async (sql: string, params?: unknown[]) => {
+            if (hold && sql.includes("claim_sessions(")) {
+              sweepSent.open();
+              await sweepHeld.promise;
+            }
+            return target.query(sql, params);
+          };
+        },
+      }) as Db;
+      const paused = gate();
+      const resume = gate();
+      const runs: number[] = [];
+      const rt = await runtime(held, {
+        leaseMs: 60_000,
+        sweepMs: 3_600_000, // no sweep but the ones the test starts
+        hooks: {
+          onRunStart: (_key, seq) => runs.push(seq),
+          beforeCommit: async () => {
+            paused.open();
+            await resume.promise;
+          },
+        },
+        model: new LocalChatModel({ behaviour: () => "from A" }),
+      });
+      await rt.processor.sweep(); // the sweep of start(), over before any session exists
+      return {
+        rt,
+        runs,
+        paused,
+        resume,
+        async holdSweep() {
+          hold = true;
+          const sweeping = rt.processor.sweep();
+          await sweepSent.promise;
+          return {
+            release: () => {
+              sweepHeld.open();
+              return sweeping;
+            },
+          };
+        },
+      };
+    }
+
+    const expireLease = (s: string) =>
+      t.db.query("update sessiond.sessions set lease_expires_at = now() - interval '1 second' where session_key = $1", [
+        s,
+      ]);
+    const outcomeTokens = (s: string) =>
+      t.db.query<{ seq: number; lease_token: number }>(
+        "select seq, lease_token::int from sessiond.event_outcomes where session_key = $1 order by seq",
+        [s],
+      );
+
+    it("a sweep that takes the expired lease of a session its own process runs renews it: one run, committed", async () => {
+      const a = await staleSweepRuntime(t.another({ max: 2 }));
+      try {
+        const sweep = await a.holdSweep(); // its skip list is empty: nothing runs yet
+        const s = uniqueKey();
+        await a.rt.sendMessage({ sessionKey: s, requestId: "r1", text: "keep me" });
+        await a.paused.promise; // A runs s under token 1 and is about to commit
+        await expireLease(s); // e.g. heartbeats starved past the lease
+        await sweep.release(); // the stale sweep claims s again: token 2, still A
+        a.resume.open();
+        await eventually(() => isCaughtUp(t.db, s, 1), { what: "A's run committed" });
+        // Not fenced by its own sweep and redone: one run, committed under the renewed token.
+        expect(a.runs).toEqual([1]);
+        expect(await outcomeTokens(s)).toEqual([{ seq: 1, lease_token: 2 }]);
+        expect((await clientEffects(t.db, s)).map((e) => e.payload.content)).toEqual(["from A"]);
+        await eventually(
+          async () =>
+            (
+              await t.db.query(
+                "select lease_owner from sessiond.sessions where session_key = $1 and lease_owner is null",
+                [s],
+              )
+            ).length === 1,
+          { what: "the lease given back" },
+        );
+      } finally {
+        a.resume.open();
+      }
+    });
+
+    it("after another owner held the lease in between, the renewed session reads again from the cursor", async () => {
+      const a = await staleSweepRuntime(t.another({ max: 2 }));
+      try {
+        const sweep = await a.holdSweep();
+        const s = uniqueKey();
+        await a.rt.sendMessage({ sessionKey: s, requestId: "r1", text: "first" });
+        await a.paused.promise; // A is about to commit event 1 under token 1
+        // Meanwhile the lease expires; another owner takes it (token 2), commits event 1 and stalls.
+        await expireLease(s);
+        const [other] = await t.db.query<{ lease_token: number }>(
+          "select lease_token::int from sessiond.claim_session_work($1, 'other', 60000, 10) limit 1",
+          [s],
+        );
+        expect(other?.lease_token).toBe(2);
+        await t.db.query("select * from sessiond.commit_run($1, 2, $2, '[]')", [s, [{ seq: 1, status: "processed" }]]);
+        await a.rt.sendMessage({ sessionKey: s, requestId: "r2", text: "second" });
+        await expireLease(s);
+        await sweep.release(); // A's stale sweep claims s: token 3, not the next of A's token 1
+        a.resume.open();
+        await eventually(() => isCaughtUp(t.db, s, 2), { what: "event 2 committed by A" });
+        // A's commit of event 1 is refused (the other owner's stands); A goes on with event 2.
+        expect(a.runs).toEqual([1, 2]);
+        expect(await outcomeTokens(s)).toEqual([
+          { seq: 1, lease_token: 2 },
+          { seq: 2, lease_token: 3 },
+        ]);
+        expect((await clientEffects(t.db, s)).map((e) => [e.event_seq, e.payload.content])).toEqual([[2, "from A"]]);
+      } finally {
+        a.resume.open();
+      }
+    });
   },
   ["postgres"],
 );
