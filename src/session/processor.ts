@@ -131,6 +131,10 @@ interface ActiveSession {
   interrupting: boolean;
   /** A notification arrived since the last look at the pending events: look again before leaving. */
   dirty: boolean;
+  /** Looks at the pending events begun (next_session_work); a look may release the lease. */
+  looks: number;
+  /** A look is in flight. */
+  looking: boolean;
   heartbeat: NodeJS.Timeout | undefined;
 }
 
@@ -363,6 +367,8 @@ export class SessionProcessor {
       lost: false,
       interrupting: false,
       dirty: false,
+      looks: 0,
+      looking: false,
       heartbeat: undefined,
     };
     this.#active.set(sessionKey, state);
@@ -399,21 +405,28 @@ export class SessionProcessor {
   }
 
   async #heartbeat(sessionKey: string, state: ActiveSession): Promise<void> {
+    // A look in flight renews nothing but tells the loop itself whether it still holds the lease,
+    // and may release it: a heartbeat now would only race it.
+    if (state.looking) return;
     const token = state.token;
+    const looks = state.looks;
     try {
       const ok = await heartbeatSession(this.#db, sessionKey, this.owner, token, this.#leaseMs);
-      // A refusal of a token the loop has since replaced (#adopt) says nothing about the new one.
-      if (!ok && state.token === token) this.#markLost(sessionKey, state);
+      // A refusal is a loss only if nothing of the loop's own could explain it: a look begun since
+      // may have given the lease back (the heartbeat ran after it in the database, on another
+      // connection), and a token the loop has replaced (#adopt) says nothing about the new one.
+      // A real loss is found by the look or the commit then.
+      if (!ok && state.token === token && state.looks === looks) this.#markLost(sessionKey, state, "heartbeat");
       else if (this.#mode === "poll-only" && state.abort) await this.#checkInterrupt(sessionKey, state);
     } catch (error) {
       this.#log.warn({ sessionKey, err: error }, "heartbeat failed");
     }
   }
 
-  #markLost(sessionKey: string, state: ActiveSession): void {
+  #markLost(sessionKey: string, state: ActiveSession, via: "heartbeat" | "look" | "commit"): void {
     if (state.lost) return;
     state.lost = true;
-    this.#log.warn({ sessionKey, token: state.token }, "lease lost; abandoning the run");
+    this.#log.warn({ sessionKey, token: state.token, via }, "lease lost; abandoning the run");
     state.abort?.abort(new LeaseLostError(sessionKey));
   }
 
@@ -426,14 +439,19 @@ export class SessionProcessor {
           // Any NOTIFY from here on may be for an event this statement does not see.
           state.dirty = false;
           const token = state.token;
-          const next = await nextSessionWork(this.#db, sessionKey, this.owner, token, BATCH_READ);
+          state.looks += 1;
+          state.looking = true;
+          const next = await nextSessionWork(this.#db, sessionKey, this.owner, token, BATCH_READ).finally(() => {
+            state.looking = false;
+          });
           if (next.kind === "lost") {
             if (state.token !== token) continue; // adopted a new token meanwhile: look again with it
-            this.#markLost(sessionKey, state);
+            this.#markLost(sessionKey, state, "look");
             break;
           }
           if (next.kind === "released") {
             released = true;
+            clearInterval(state.heartbeat); // nothing left to renew
             await this.#hooks.afterRelease?.(sessionKey);
             break;
           }
@@ -492,7 +510,7 @@ export class SessionProcessor {
       } catch (error) {
         this.#checkpointer.discardRun(sessionKey);
         if (state.lost || (error instanceof DbError && error.code === LEASE_LOST)) {
-          this.#markLost(sessionKey, state);
+          this.#markLost(sessionKey, state, "commit");
           throw new LeaseLostError(sessionKey);
         }
         if (this.#stopping) throw error;

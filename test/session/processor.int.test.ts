@@ -6,6 +6,7 @@ import { createApprovalGraph } from "../../src/agent/index.js";
 import { LocalChatModel, type LocalModelBehaviour } from "../../src/agent/local-model.js";
 import { verify } from "../../src/audit/index.js";
 import { type Db, DbError } from "../../src/db/index.js";
+import { silentLogger } from "../../src/session/processor.js";
 import { createRuntime, type Runtime, type RuntimeOptions, SessionBusyError } from "../../src/session/runtime.js";
 import type { TokenFrame } from "../../src/session/token-bus.js";
 import { describeEachDb } from "../support/db.js";
@@ -356,6 +357,62 @@ describeEachDb("session processing", (t) => {
     hold.open();
     await eventually(() => isCaughtUp(t.db, s, 2), { what: "the event appended while the session finished" });
     expect((await clientEffects(t.db, s)).map((e) => e.event_seq)).toEqual([1, 2]);
+  });
+
+  it("a heartbeat refused because the session's last look gave the lease back is no loss: no warning, no missed event", async () => {
+    // The run's first heartbeat is held in front of the database until the look after the run has
+    // released the lease; it is refused then, while a second event's NOTIFY waits for the session.
+    const heartbeatHeld = gate();
+    const heartbeatGo = gate();
+    const heartbeatDone = gate<boolean>();
+    let holdHeartbeat = true;
+    const db = new Proxy(t.db, {
+      get(target, name, receiver) {
+        if (name !== "query") return Reflect.get(target, name, receiver);
+        return async (sql: string, params?: unknown[]) => {
+          if (!holdHeartbeat || !sql.includes("heartbeat_session(")) return target.query(sql, params);
+          holdHeartbeat = false;
+          heartbeatHeld.open();
+          await heartbeatGo.promise;
+          const rows = await target.query<{ ok: boolean }>(sql, params);
+          heartbeatDone.open(rows[0]?.ok === true);
+          return rows;
+        };
+      },
+    }) as Db;
+    const warnings: string[] = [];
+    const s = uniqueKey();
+    let notifiedOfSecond = false;
+    let released = 0;
+    const rt: Runtime = await runtime(db, {
+      leaseMs: 300, // a heartbeat every 100 ms
+      sweepMs: 600_000, // the sweep must not be what rescues the second event
+      logger: { ...silentLogger, warn: (_obj, msg) => warnings.push(msg ?? "") },
+      model: new LocalChatModel({
+        behaviour: async ({ call }) => {
+          if (call === 1) await heartbeatHeld.promise;
+          return "ok";
+        },
+      }),
+      hooks: {
+        async afterRelease() {
+          released += 1;
+          if (released !== 1) return;
+          await rt.sendMessage({ sessionKey: s, requestId: "r2", text: "second" });
+          await eventually(() => notifiedOfSecond, { what: "the second event's NOTIFY at the processor" });
+          heartbeatGo.open();
+          expect(await heartbeatDone.promise).toBe(false); // the lease is free: refused
+          await new Promise((resolve) => setTimeout(resolve, 0)); // the processor has read the refusal
+        },
+        onNotified(_sessionKey, seq) {
+          if (seq === 2) notifiedOfSecond = true;
+        },
+      },
+    });
+    await rt.sendMessage({ sessionKey: s, requestId: "r1", text: "first" });
+    await eventually(() => isCaughtUp(t.db, s, 2), { what: "the second event, run without the sweep" });
+    expect(released).toBe(2);
+    expect(warnings.filter((w) => w.includes("lease lost"))).toEqual([]);
   });
 
   it("poll-only mode processes through the sweep alone", async () => {
