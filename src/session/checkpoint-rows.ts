@@ -220,11 +220,17 @@ export async function selectBlobs(
 ): Promise<BlobRow[]> {
   if (keys.length === 0) return [];
   const rows = await q.query<BlobDbRow>(
+    // One primary-key probe per key. A plain join of the key set lets the planner hash it against a
+    // scan of the whole table (it guesses 100 keys; a read asks for a handful), so every checkpoint
+    // read cost time in proportion to all sessions' history. `limit 1` (the key is the primary key)
+    // keeps the lateral subquery from being merged into such a join.
     `select b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob
        from jsonb_to_recordset($1::jsonb) as k(thread_id text, checkpoint_ns text, channel text, version text)
-       join sessiond.checkpoint_blobs b
-         on b.thread_id = k.thread_id and b.checkpoint_ns = k.checkpoint_ns
-        and b.channel = k.channel and b.version = k.version`,
+       cross join lateral (
+         select * from sessiond.checkpoint_blobs b
+          where b.thread_id = k.thread_id and b.checkpoint_ns = k.checkpoint_ns
+            and b.channel = k.channel and b.version = k.version
+          limit 1) b`,
     [keys.map((k) => ({ thread_id: k.threadId, checkpoint_ns: k.ns, channel: k.channel, version: k.version }))],
   );
   return rows.map((r) => ({
@@ -256,10 +262,14 @@ export async function selectWrites(
 ): Promise<WriteRow[]> {
   if (owners.length === 0) return [];
   const rows = await q.query<WriteDbRow>(
+    // A range of the primary key per checkpoint, for the reason selectBlobs gives; `offset 0` keeps
+    // the lateral subquery from being merged into a join that scans the whole table.
     `select w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx, w.channel, w.type, w.blob, w.task_path
        from jsonb_to_recordset($1::jsonb) as k(thread_id text, checkpoint_ns text, checkpoint_id text)
-       join sessiond.checkpoint_writes w
-         on w.thread_id = k.thread_id and w.checkpoint_ns = k.checkpoint_ns and w.checkpoint_id = k.checkpoint_id`,
+       cross join lateral (
+         select * from sessiond.checkpoint_writes w
+          where w.thread_id = k.thread_id and w.checkpoint_ns = k.checkpoint_ns and w.checkpoint_id = k.checkpoint_id
+         offset 0) w`,
     [owners.map((o) => ({ thread_id: o.threadId, checkpoint_ns: o.ns, checkpoint_id: o.checkpointId }))],
   );
   return rows.map((r) => ({
