@@ -135,6 +135,8 @@ interface ActiveSession {
   looks: number;
   /** A look is in flight. */
   looking: boolean;
+  /** The loop is leaving the session (it released the lease, lost it, or stopped): nothing more to adopt. */
+  ending: boolean;
   heartbeat: NodeJS.Timeout | undefined;
 }
 
@@ -369,6 +371,7 @@ export class SessionProcessor {
       dirty: false,
       looks: 0,
       looking: false,
+      ending: false,
       heartbeat: undefined,
     };
     this.#active.set(sessionKey, state);
@@ -390,7 +393,7 @@ export class SessionProcessor {
    * use to the loop (it has lost the lease, or holds a newer token): the caller gives it back.
    */
   #adopt(sessionKey: string, state: ActiveSession, token: number): boolean {
-    if (state.lost || token <= state.token) return false;
+    if (state.lost || state.ending || token <= state.token) return false;
     const heldBetween = token !== state.token + 1;
     this.#log.warn(
       { sessionKey, token: state.token, newToken: token, heldBetween },
@@ -444,13 +447,16 @@ export class SessionProcessor {
           const next = await nextSessionWork(this.#db, sessionKey, this.owner, token, BATCH_READ).finally(() => {
             state.looking = false;
           });
+          // A token adopted while the look was in flight holds the lease now, whatever the look
+          // found under the old one (refused, or released just before the claim): look again.
+          if (state.token !== token) continue;
           if (next.kind === "lost") {
-            if (state.token !== token) continue; // adopted a new token meanwhile: look again with it
             this.#markLost(sessionKey, state, "look");
             break;
           }
           if (next.kind === "released") {
             released = true;
+            state.ending = true;
             clearInterval(state.heartbeat); // nothing left to renew
             await this.#hooks.afterRelease?.(sessionKey);
             break;
@@ -467,6 +473,7 @@ export class SessionProcessor {
         this.#log.error({ sessionKey, err: error }, "session loop failed");
       }
     } finally {
+      state.ending = true;
       clearInterval(state.heartbeat);
       this.#active.delete(sessionKey);
       if (!state.lost && !released) {

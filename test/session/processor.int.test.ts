@@ -600,7 +600,7 @@ describeEachDb(
      * the database until `release()`, so its skip list is older than what the runtime then runs.
      * Its model answers "from A"; each run stops before its commit until `resume` opens.
      */
-    async function staleSweepRuntime(db: Db) {
+    async function staleSweepRuntime(db: Db, afterRelease?: (sessionKey: string) => Promise<void>) {
       const sweepHeld = gate();
       const sweepSent = gate();
       let hold = false;
@@ -628,6 +628,7 @@ describeEachDb(
             paused.open();
             await resume.promise;
           },
+          ...(afterRelease ? { afterRelease } : {}),
         },
         model: new LocalChatModel({ behaviour: () => "from A" }),
       });
@@ -720,6 +721,33 @@ describeEachDb(
         expect((await clientEffects(t.db, s)).map((e) => [e.event_seq, e.payload.content])).toEqual([[2, "from A"]]);
       } finally {
         a.resume.open();
+      }
+    });
+
+    it("a claim that returns while the session's loop is leaving it is given back, not kept by the leaving loop", async () => {
+      const leaving = gate();
+      const go = gate();
+      const a = await staleSweepRuntime(t.another({ max: 2 }), async () => {
+        leaving.open();
+        await go.promise;
+      });
+      a.resume.open(); // runs commit at once here
+      try {
+        const sweep = await a.holdSweep();
+        const s = uniqueKey();
+        await a.rt.sendMessage({ sessionKey: s, requestId: "r1", text: "first" });
+        await leaving.promise; // event 1 committed, the lease given back; the loop has not left yet
+        await a.rt.sendMessage({ sessionKey: s, requestId: "r2", text: "second" }); // its NOTIFY finds s active
+        await sweep.release(); // the stale sweep claims the free lease of s (token 2)
+        go.open();
+        await eventually(() => isCaughtUp(t.db, s, 2), { what: "event 2 run without a lease left dangling" });
+        expect(a.runs).toEqual([1, 2]);
+        expect(await outcomeTokens(s)).toEqual([
+          { seq: 1, lease_token: 1 },
+          { seq: 2, lease_token: 3 },
+        ]);
+      } finally {
+        go.open();
       }
     });
   },
