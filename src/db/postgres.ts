@@ -34,7 +34,10 @@
  *   pool is replaced.
  * - a connection the server refuses closes cleanly, and the driver's backoff
  *   counts only closes with a socket error: it retried every few ms, a
- *   backend forked per attempt. Each pool gets reconnectBackoff() instead.
+ *   backend forked per attempt; and on one path it reconnects without asking
+ *   its backoff at all (hundreds of attempts a second). All connections of a
+ *   Db (pools, lanes, replacements) get their sockets from one pacedSockets()
+ *   instead, which spaces attempts by the streak of quick closes.
  *
  * Transactions never share the query pool. sql.begin there can hand BEGIN to
  * a connection busy with pipelined plain statements: when that BEGIN fills the
@@ -50,7 +53,7 @@
  */
 import { randomUUID } from "node:crypto";
 import postgres from "postgres";
-import { reconnectBackoff } from "./reconnect-backoff.js";
+import { pacedSockets } from "./reconnect-backoff.js";
 import { type Db, type Listener, type Queryable, type Row, toDbError } from "./types.js";
 
 export interface PostgresDbOptions {
@@ -119,6 +122,8 @@ function lostConnection(error: unknown): boolean {
 export function createPostgresDb(url: string, options: PostgresDbOptions = {}): Db {
   const max = options.max ?? 10;
   const laneCount = Math.max(1, options.transactionLanes ?? Math.ceil(max / 4));
+  /** The sockets of every pool and lane of this Db: their connection attempts are spaced together. */
+  const paced = { socket: pacedSockets() }; // (the driver's `socket` option is missing from its typings)
   /** A pool that has answered a statement: its connections fetched the array types (see learnTypes). */
   let typed: Sql | undefined;
   const open = (size: number): Sql => {
@@ -126,8 +131,9 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
       max: size,
       idle_timeout: options.idleTimeout ?? 0,
       connect_timeout: options.connectTimeout ?? CONNECT_TIMEOUT_S,
-      // Refused connections close cleanly, which the driver does not back off from (see the file).
-      backoff: reconnectBackoff(),
+      // Every connection attempt of this Db is paced there (see the file); the driver waits for nothing.
+      ...paced,
+      backoff: () => 0,
       // Types learnt by an earlier pool are copied in below instead of fetched on every connect.
       fetch_types: typed === undefined,
       onnotice: () => {},

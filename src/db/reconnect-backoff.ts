@@ -20,6 +20,8 @@
  * jittered to between half and all of it, so processes do not retry in step.
  */
 
+import { connect, type Socket } from "node:net";
+
 /** The delay of the first close of a streak. */
 export const FIRST_DELAY_MS = 10;
 /** The longest delay between two attempts. */
@@ -46,5 +48,56 @@ export function reconnectBackoff(
     const full = Math.min(FIRST_DELAY_MS * 2 ** streak, MAX_DELAY_MS);
     lastDelayMs = full * (0.5 + random() / 2);
     return lastDelayMs / 1000;
+  };
+}
+
+/** What postgres.js hands a `socket` factory: its parsed connection options. */
+export interface SocketTarget {
+  host: string[];
+  port: number[];
+  path?: string | false;
+}
+
+/**
+ * A `socket` factory for postgres.js that paces a Db's connection attempts:
+ * each new socket waits until the streak of quick closes above allows it.
+ *
+ * The driver's `backoff` is not enough on its own: it is asked only on one of
+ * its paths. A connection that closes while it still holds the statement it
+ * was opened for reconnects at once, without asking (porsager/postgres#1193),
+ * and that is what a refusing database (ALLOW_CONNECTIONS false, too many
+ * clients, starting up) produces after a connection was lost mid-statement:
+ * the driver keeps the lost statement as the connection's current one, takes
+ * the refusal at the next startup for that statement's error, and neither
+ * answers nor fails the statement it reconnects for. One pool made 724
+ * connection attempts in two seconds of refusal that way (`test/chaos`
+ * db-faults), each a Postgres backend forked. Sockets are where every path
+ * meets, so the pacing lives here; the factory connects as the driver would
+ * (a Unix socket path, else the hosts in turn) and returns the socket before
+ * it is connected, as the driver's own is.
+ */
+export function pacedSockets(
+  now: () => number = () => performance.now(),
+  random: () => number = Math.random,
+): (target: SocketTarget) => Promise<Socket> {
+  const delayAfterClose = reconnectBackoff(now, random);
+  let nextAt = Number.NEGATIVE_INFINITY;
+  let hostIndex = 0;
+  return async (target) => {
+    const wait = nextAt - now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    let socket: Socket;
+    if (target.path) socket = connect(target.path);
+    else {
+      const i = hostIndex % target.port.length;
+      hostIndex = i + 1;
+      const [host, port] = [target.host[i] as string, target.port[i] as number];
+      // The driver names the endpoint in its connection errors from these.
+      socket = Object.assign(connect(port, host), { host, port });
+    }
+    socket.once("close", () => {
+      nextAt = Math.max(nextAt, now() + delayAfterClose(0) * 1000);
+    });
+    return socket;
   };
 }

@@ -15,7 +15,11 @@
  * - and it re-connected every few ms meanwhile (a refused connection closes
  *   cleanly, which the driver does not back off from): ~30 attempts a second,
  *   each a Postgres backend forked, most of a core of the server's CPU while
- *   the database was in trouble. src/db/reconnect-backoff.ts backs off now.
+ *   the database was in trouble. src/db/reconnect-backoff.ts backs off now;
+ * - and on one path it reconnects without asking its backoff at all: a
+ *   connection lost mid-statement keeps that statement as its current one,
+ *   and the refusals that follow reconnect at once (hundreds a second). The
+ *   sockets of a Db are paced now (pacedSockets).
  */
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -186,4 +190,52 @@ describe.skipIf(!postgresAvailable)("the Postgres Db after connection faults", (
       await relay.close();
     }
   }, 30_000);
+
+  it("statements sent while the database refuses do not make the pool reconnect at once", async () => {
+    const relay = await countingRelay(fresh?.url as string);
+    const db = createPostgresDb(relay.url, { max: 2 });
+    dbs.push(db);
+    try {
+      await db.query("select 1");
+      // A statement in flight when its connection is terminated: postgres.js keeps it as that
+      // connection's current statement and takes each refusal that follows for its error, and on
+      // that path it reconnects without asking its backoff.
+      const sleeping = db.query("select pg_sleep(30)").catch(() => {});
+      const deadline = Date.now() + 10_000;
+      while (!(await faults?.backends())?.some((b) => b.query.includes("pg_sleep"))) {
+        if (Date.now() > deadline) throw new Error("the sleeping statement never started");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await faults?.block();
+      const before = relay.connections();
+      expect((await faults?.terminate("all"))?.pool).toBeGreaterThan(0);
+      await sleeping;
+      // Two seconds of statements (each given at most 100 ms): 10, 20, 40 … ms between attempts,
+      // at most 2 s; before the sockets were paced this made 343 attempts (db-faults: 724 in 2 s).
+      const until = Date.now() + 2_000;
+      while (Date.now() < until) {
+        await Promise.race([db.query("select 1").catch(() => {}), new Promise((r) => setTimeout(r, 100))]);
+      }
+      const attempts = relay.connections() - before;
+      expect(attempts).toBeGreaterThan(0);
+      expect(attempts).toBeLessThanOrEqual(30);
+      await faults?.unblock();
+      // And statements are answered again once the database lets the pool in.
+      const back = Date.now() + 15_000;
+      for (;;) {
+        const answered = await Promise.race([
+          db.query("select 1").then(
+            () => true,
+            () => false,
+          ),
+          new Promise<false>((r) => setTimeout(() => r(false), 1_000)),
+        ]);
+        if (answered) break;
+        if (Date.now() > back) throw new Error("the pool did not come back");
+      }
+    } finally {
+      await faults?.unblock();
+      await relay.close();
+    }
+  }, 45_000);
 });
