@@ -4,4 +4,7 @@
 import { register } from "tsx/esm/api";
 
 register();
-await import("./main.ts");
+// Called, not left to main.ts to detect: run through npm's link (node_modules/.bin/sessiond, npx) the
+// process's argv[1] is the link, and a check of it would run nothing.
+const { runProcess } = await import("./main.ts");
+await runProcess();

@@ -72,8 +72,8 @@ export function unhandledRejectionHandler(io: Pick<CliIo, "err">): (reason: unkn
   };
 }
 
-const isEntryPoint = process.argv[1] !== undefined && /[\\/]cli[\\/](bin\.mjs|main\.[jt]s)$/.test(process.argv[1]);
-if (isEntryPoint) {
+/** Runs this process's command line (`bin.mjs` calls it) and sets the exit code. */
+export async function runProcess(): Promise<void> {
   const io: CliIo = {
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),
@@ -82,3 +82,7 @@ if (isEntryPoint) {
   process.on("unhandledRejection", unhandledRejectionHandler(io));
   process.exitCode = await main(process.argv.slice(2), io);
 }
+
+// Run directly (`tsx src/cli/main.ts`, or the tests' transpiled main.js). Not how bin.mjs runs it:
+// through npm's link in node_modules/.bin, argv[1] is the link's path, which names neither file.
+if (process.argv[1] !== undefined && /[\\/]cli[\\/]main\.[jt]s$/.test(process.argv[1])) await runProcess();

@@ -1,6 +1,8 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import type { CliIo } from "../../src/cli/command.js";
 import { commands } from "../../src/cli/commands.js";
@@ -34,6 +36,16 @@ describe("sessiond command line", () => {
     expect(await main(["frobnicate"], unknown.io)).toBe(2);
     expect(unknown.err.join("\n")).toContain('unknown command "frobnicate"');
     expect(Object.keys(commands)).toEqual(expect.arrayContaining(["serve", "migrate", "token", "effects"]));
+  });
+
+  it("runs through a link to bin.mjs, as npm installs it (node_modules/.bin/sessiond, npx)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "sessiond-bin-"));
+    dirs.push(dir);
+    const link = join(dir, "sessiond");
+    await symlink(resolve("src/cli/bin.mjs"), link);
+    const { stdout } = await promisify(execFile)(process.execPath, [link, "help"], { timeout: 30_000 });
+    // Before, the command looked for its own file name in argv[1], found the link's, and ran nothing.
+    expect(stdout).toContain("usage: sessiond <command>");
   });
 
   it("token: mints a token for the key with SESSIOND_SECRET and the ttl", async () => {
