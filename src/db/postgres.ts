@@ -36,8 +36,10 @@
  *   counts only closes with a socket error: it retried every few ms, a
  *   backend forked per attempt; and on one path it reconnects without asking
  *   its backoff at all (hundreds of attempts a second). All connections of a
- *   Db (pools, lanes, replacements) get their sockets from one pacedSockets()
- *   instead, which spaces attempts by the streak of quick closes.
+ *   Db (pools, lanes, replacements) get their sockets from one
+ *   connectionPacer() instead, which spaces attempts by the streak of quick
+ *   closes; a pool's end stops its factory, so that a reconnect still waiting
+ *   for its turn does not open a connection after the pool is gone.
  *
  * Transactions never share the query pool. sql.begin there can hand BEGIN to
  * a connection busy with pipelined plain statements: when that BEGIN fills the
@@ -53,7 +55,7 @@
  */
 import { randomUUID } from "node:crypto";
 import postgres from "postgres";
-import { pacedSockets } from "./reconnect-backoff.js";
+import { connectionPacer, type PacedSockets } from "./reconnect-backoff.js";
 import { type Db, type Listener, type Queryable, type Row, toDbError } from "./types.js";
 
 export interface PostgresDbOptions {
@@ -122,11 +124,20 @@ function lostConnection(error: unknown): boolean {
 export function createPostgresDb(url: string, options: PostgresDbOptions = {}): Db {
   const max = options.max ?? 10;
   const laneCount = Math.max(1, options.transactionLanes ?? Math.ceil(max / 4));
-  /** The sockets of every pool and lane of this Db: their connection attempts are spaced together. */
-  const paced = { socket: pacedSockets() }; // (the driver's `socket` option is missing from its typings)
+  /** Paces the connection attempts of every pool and lane of this Db together. */
+  const pacer = connectionPacer();
+  /** Each pool's socket factory, stopped when the pool is ended (endPool). */
+  const factories = new WeakMap<Sql, PacedSockets>();
+  const endPool = (pool: Sql, timeout: number): Promise<void> => {
+    factories.get(pool)?.stop();
+    return pool.end({ timeout });
+  };
   /** A pool that has answered a statement: its connections fetched the array types (see learnTypes). */
   let typed: Sql | undefined;
   const open = (size: number): Sql => {
+    const sockets = pacer.sockets();
+    // (The driver's `socket` option is missing from its typings.)
+    const paced = { socket: sockets };
     const pool = postgres(url, {
       max: size,
       idle_timeout: options.idleTimeout ?? 0,
@@ -143,6 +154,7 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
         int8: { to: 20, from: [20], serialize: (v: number | bigint) => String(v), parse: (v: string) => Number(v) },
       },
     }) as unknown as Sql;
+    factories.set(pool, sockets);
     if (typed) {
       Object.assign(pool.options.parsers, typed.options.parsers);
       Object.assign(pool.options.serializers, typed.options.serializers);
@@ -214,11 +226,11 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
     recycledAt = Date.now();
     const old = sql;
     sql = open(max);
-    old.end({ timeout: 0 }).catch(() => {});
+    endPool(old, 0).catch(() => {});
     // The lanes go too: a transaction stuck on one fails with a connection error.
     generation += 1;
     lanes = 0;
-    for (const lane of [...idleLanes.splice(0), ...busyLanes]) lane.sql.end({ timeout: 0 }).catch(() => {});
+    for (const lane of [...idleLanes.splice(0), ...busyLanes]) endPool(lane.sql, 0).catch(() => {});
     serveLaneWaiters();
     for (const listen of listens) listen.move();
     return true;
@@ -243,7 +255,7 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
   function returnLane(lane: { sql: Sql; generation: number }, healthy: boolean): void {
     busyLanes.delete(lane);
     if (!healthy || lane.generation !== generation || closed) {
-      lane.sql.end({ timeout: 0 }).catch(() => {});
+      endPool(lane.sql, 0).catch(() => {});
       if (lane.generation === generation) lanes -= 1;
       serveLaneWaiters();
       return;
@@ -376,7 +388,7 @@ export function createPostgresDb(url: string, options: PostgresDbOptions = {}): 
       closed = true;
       for (const waiter of laneWaiters.splice(0)) waiter.reject(new Error("the database is closed"));
       const all = [...idleLanes.splice(0), ...busyLanes];
-      await Promise.all([sql.end({ timeout: 5 }), ...all.map((lane) => lane.sql.end({ timeout: 5 }))]);
+      await Promise.all([endPool(sql, 5), ...all.map((lane) => endPool(lane.sql, 5))]);
     },
   };
 }

@@ -58,9 +58,20 @@ export interface SocketTarget {
   path?: string | false;
 }
 
+/** A `socket` factory for postgres.js (its `socket` option) that a pool's end can stop. */
+export interface PacedSockets {
+  (target: SocketTarget): Promise<Socket>;
+  /**
+   * The pool is being ended: an attempt still waiting for its turn, or asked for later (the
+   * driver may still reconnect), fails instead of opening a connection nobody would end.
+   */
+  stop(): void;
+}
+
 /**
- * A `socket` factory for postgres.js that paces a Db's connection attempts:
- * each new socket waits until the streak of quick closes above allows it.
+ * Paces a Db's connection attempts: each new socket waits until the streak of
+ * quick closes above allows it. `sockets()` gives one pool its factory; the
+ * pools and lanes of a Db share the pacing.
  *
  * The driver's `backoff` is not enough on its own: it is asked only on one of
  * its paths. A connection that closes while it still holds the statement it
@@ -72,32 +83,56 @@ export interface SocketTarget {
  * answers nor fails the statement it reconnects for. One pool made 724
  * connection attempts in two seconds of refusal that way (`test/chaos`
  * db-faults), each a Postgres backend forked. Sockets are where every path
- * meets, so the pacing lives here; the factory connects as the driver would
- * (a Unix socket path, else the hosts in turn) and returns the socket before
- * it is connected, as the driver's own is.
+ * meets, so the pacing lives here; a factory connects as the driver would (a
+ * Unix socket path, else the hosts in turn) and returns the socket before it
+ * is connected, as the driver's own is.
  */
-export function pacedSockets(
+export function connectionPacer(
   now: () => number = () => performance.now(),
   random: () => number = Math.random,
-): (target: SocketTarget) => Promise<Socket> {
+): { sockets(): PacedSockets } {
   const delayAfterClose = reconnectBackoff(now, random);
   let nextAt = Number.NEGATIVE_INFINITY;
   let hostIndex = 0;
-  return async (target) => {
-    const wait = nextAt - now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    let socket: Socket;
-    if (target.path) socket = connect(target.path);
-    else {
-      const i = hostIndex % target.port.length;
-      hostIndex = i + 1;
-      const [host, port] = [target.host[i] as string, target.port[i] as number];
-      // The driver names the endpoint in its connection errors from these.
-      socket = Object.assign(connect(port, host), { host, port });
-    }
-    socket.once("close", () => {
-      nextAt = Math.max(nextAt, now() + delayAfterClose(0) * 1000);
-    });
-    return socket;
+  return {
+    sockets() {
+      let stopped = false;
+      const waiting = new Set<() => void>();
+      const factory = async (target: SocketTarget): Promise<Socket> => {
+        const wait = nextAt - now();
+        if (wait > 0 && !stopped) {
+          await new Promise<void>((resolve) => {
+            const wake = () => {
+              clearTimeout(timer);
+              waiting.delete(wake);
+              resolve();
+            };
+            const timer = setTimeout(wake, wait);
+            waiting.add(wake);
+          });
+        }
+        // The driver fails the statements waiting for this connection and leaves it closed.
+        if (stopped) throw new Error("the database connection pool is closed");
+        let socket: Socket;
+        if (target.path) socket = connect(target.path);
+        else {
+          const i = hostIndex % target.port.length;
+          hostIndex = i + 1;
+          const [host, port] = [target.host[i] as string, target.port[i] as number];
+          // The driver names the endpoint in its connection errors from these.
+          socket = Object.assign(connect(port, host), { host, port });
+        }
+        socket.once("close", () => {
+          nextAt = Math.max(nextAt, now() + delayAfterClose(0) * 1000);
+        });
+        return socket;
+      };
+      return Object.assign(factory, {
+        stop() {
+          stopped = true;
+          for (const wake of [...waiting]) wake();
+        },
+      });
+    },
   };
 }

@@ -79,6 +79,35 @@ describe.skipIf(!postgresAvailable)("the Postgres Db after connection faults", (
     await fresh?.drop();
   });
 
+  /**
+   * Makes the database refuse connections and terminates `db`'s connections while one of them runs a
+   * statement: postgres.js keeps that statement as the connection's current one and takes each
+   * refusal that follows for its error, and on that path it reconnects without asking its backoff.
+   * Resolves with the relay's connection count between the refusal and the terminations.
+   */
+  async function refuseMidStatement(db: Db, relay: { connections: () => number }): Promise<number> {
+    await db.query("select 1");
+    const sleeping = db.query("select pg_sleep(30)").catch(() => {});
+    const deadline = Date.now() + 10_000;
+    while (!(await faults?.backends())?.some((b) => b.query.includes("pg_sleep"))) {
+      if (Date.now() > deadline) throw new Error("the sleeping statement never started");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await faults?.block();
+    const before = relay.connections();
+    expect((await faults?.terminate("all"))?.pool).toBeGreaterThan(0);
+    await sleeping;
+    return before;
+  }
+
+  /** Statements for `ms`, each given at most 100 ms (one the driver never settles must not stop the loop). */
+  async function keepAsking(db: Db, ms: number): Promise<void> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      await Promise.race([db.query("select 1").catch(() => {}), new Promise((r) => setTimeout(r, 100))]);
+    }
+  }
+
   it("every statement is answered again soon after a burst of terminations under load", async () => {
     const db = createPostgresDb(fresh?.url as string, { max: 10, connectTimeout: 2, stuckAfterMs: 3_000 });
     dbs.push(db);
@@ -196,26 +225,10 @@ describe.skipIf(!postgresAvailable)("the Postgres Db after connection faults", (
     const db = createPostgresDb(relay.url, { max: 2 });
     dbs.push(db);
     try {
-      await db.query("select 1");
-      // A statement in flight when its connection is terminated: postgres.js keeps it as that
-      // connection's current statement and takes each refusal that follows for its error, and on
-      // that path it reconnects without asking its backoff.
-      const sleeping = db.query("select pg_sleep(30)").catch(() => {});
-      const deadline = Date.now() + 10_000;
-      while (!(await faults?.backends())?.some((b) => b.query.includes("pg_sleep"))) {
-        if (Date.now() > deadline) throw new Error("the sleeping statement never started");
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      await faults?.block();
-      const before = relay.connections();
-      expect((await faults?.terminate("all"))?.pool).toBeGreaterThan(0);
-      await sleeping;
-      // Two seconds of statements (each given at most 100 ms): 10, 20, 40 … ms between attempts,
-      // at most 2 s; before the sockets were paced this made 343 attempts (db-faults: 724 in 2 s).
-      const until = Date.now() + 2_000;
-      while (Date.now() < until) {
-        await Promise.race([db.query("select 1").catch(() => {}), new Promise((r) => setTimeout(r, 100))]);
-      }
+      const before = await refuseMidStatement(db, relay);
+      // Two seconds of statements: 10, 20, 40 … ms between attempts, at most 2 s; before the
+      // sockets were paced this made 343 attempts (db-faults: 724 in 2 s).
+      await keepAsking(db, 2_000);
       const attempts = relay.connections() - before;
       expect(attempts).toBeGreaterThan(0);
       expect(attempts).toBeLessThanOrEqual(30);
@@ -233,6 +246,26 @@ describe.skipIf(!postgresAvailable)("the Postgres Db after connection faults", (
         if (answered) break;
         if (Date.now() > back) throw new Error("the pool did not come back");
       }
+    } finally {
+      await faults?.unblock();
+      await relay.close();
+    }
+  }, 45_000);
+
+  it("a Db closed while the database refuses opens no connection once it is back", async () => {
+    const relay = await countingRelay(fresh?.url as string);
+    const db = createPostgresDb(relay.url, { max: 2 });
+    try {
+      await refuseMidStatement(db, relay);
+      // Until the pacing holds attempts back for a while.
+      await keepAsking(db, 500);
+      await db.close();
+      const closedAt = relay.connections();
+      await faults?.unblock();
+      // Longer than the longest pacing delay (2 s): an attempt that was waiting for its turn when the
+      // pool ended would have connected by now, and stayed connected with nobody to end it.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      expect(relay.connections()).toBe(closedAt);
     } finally {
       await faults?.unblock();
       await relay.close();
