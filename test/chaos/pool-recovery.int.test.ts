@@ -19,7 +19,8 @@
  * - and on one path it reconnects without asking its backoff at all: a
  *   connection lost mid-statement keeps that statement as its current one,
  *   and the refusals that follow reconnect at once (hundreds a second). The
- *   sockets of a Db are paced now (pacedSockets).
+ *   sockets of a Db are paced now (connectionPacer), and a pool's end stops
+ *   its pacing, so that no connection opens after it.
  */
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
