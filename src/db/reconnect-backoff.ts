@@ -111,8 +111,12 @@ export function connectionPacer(
             waiting.add(wake);
           });
         }
-        // The driver fails the statements waiting for this connection and leaves it closed.
-        if (stopped) throw new Error("the database connection pool is closed");
+        // The driver fails the statements waiting for this connection and leaves it closed. With the
+        // driver's code for an ended pool: callers take it for the lost connection it is (a run is
+        // not failed for it, see isConnectionError).
+        if (stopped) {
+          throw Object.assign(new Error("the database connection pool is closed"), { code: "CONNECTION_ENDED" });
+        }
         let socket: Socket;
         if (target.path) socket = connect(target.path);
         else {

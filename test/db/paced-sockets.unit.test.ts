@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { isConnectionError } from "../../src/db/index.js";
 import { connectionPacer, FIRST_DELAY_MS, type PacedSockets } from "../../src/db/reconnect-backoff.js";
 
 /** A loopback server that counts connections and closes each at once (a refusing database, as TCP sees it). */
@@ -68,6 +69,8 @@ describe("connectionPacer", () => {
     const waiting = ended(target);
     ended.stop();
     await expect(waiting).rejects.toThrow("pool is closed");
+    // A connection error to its callers, not a statement's failure (a run must not fail for it).
+    expect(isConnectionError(await waiting.catch((error: unknown) => error))).toBe(true);
     await expect(ended(target)).rejects.toThrow("pool is closed");
     // Another pool of the same Db goes on (after its turn).
     await attempt(pacer.sockets(), target);
