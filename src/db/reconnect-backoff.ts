@@ -1,14 +1,15 @@
 /**
- * How long postgres.js waits before it reconnects a closed connection.
+ * How long a Db waits before its next connection attempt after a close.
  *
- * The driver asks its `backoff(retries)` option for the delay after every
- * close, but counts `retries` only for closes with a socket error. A server
- * that refuses a connection (ALLOW_CONNECTIONS false, too many clients, a
- * database starting up or shutting down) answers with an error message and
- * closes cleanly, so the count stays 0 and the driver waited 5–10 ms: a
- * LISTEN connection whose database refused it came back ~30 times a second,
- * each attempt a backend forked and torn down — measured at 0.7 of a core of
- * Postgres CPU per listener, at the very moment the database was in trouble.
+ * postgres.js's own `backoff(retries)` counts `retries` only for closes with a
+ * socket error. A server that refuses a connection (ALLOW_CONNECTIONS false,
+ * too many clients, a database starting up or shutting down) answers with an
+ * error message and closes cleanly, so the count stayed 0 and the driver waited
+ * 5–10 ms: a LISTEN connection whose database refused it came back ~30 times a
+ * second, each attempt a backend forked and torn down — measured at 0.7 of a
+ * core of Postgres CPU per listener, at the very moment the database was in
+ * trouble. (And on one path the driver asks no backoff at all: see
+ * connectionPacer below, which is where this delay is applied.)
  *
  * So the streak of closes is counted here: a close that follows the previous
  * one within its delay plus STREAK_GAP_MS continues the streak and doubles
@@ -31,11 +32,11 @@ export const STREAK_GAP_MS = 1_000;
 /** Closes closer together than this are siblings (no retry is that quick: every delay is at least this). */
 export const SIBLING_MS = FIRST_DELAY_MS / 2;
 
-/** A backoff for one postgres.js instance: seconds to wait, as the driver's `backoff` option wants them. */
+/** The streak of closes of one Db: called at each close, it gives the delay before the next attempt, in ms. */
 export function reconnectBackoff(
   now: () => number = () => performance.now(),
   random: () => number = Math.random,
-): (driverRetries: number) => number {
+): () => number {
   let streak = 0;
   let lastAt = Number.NEGATIVE_INFINITY;
   let lastDelayMs = 0;
@@ -47,7 +48,7 @@ export function reconnectBackoff(
     lastAt = at;
     const full = Math.min(FIRST_DELAY_MS * 2 ** streak, MAX_DELAY_MS);
     lastDelayMs = full * (0.5 + random() / 2);
-    return lastDelayMs / 1000;
+    return lastDelayMs;
   };
 }
 
@@ -127,7 +128,7 @@ export function connectionPacer(
           socket = Object.assign(connect(port, host), { host, port });
         }
         socket.once("close", () => {
-          nextAt = Math.max(nextAt, now() + delayAfterClose(0) * 1000);
+          nextAt = Math.max(nextAt, now() + delayAfterClose());
         });
         return socket;
       };

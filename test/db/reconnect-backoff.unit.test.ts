@@ -18,7 +18,7 @@ function driven() {
     /** A close at `at` ms; the delay it gets, in ms. */
     closeAt(at: number): number {
       now = at;
-      return backoff(0) * 1000;
+      return backoff();
     },
   };
 }
@@ -58,9 +58,9 @@ describe("reconnectBackoff", () => {
       () => now,
       () => random,
     );
-    expect(backoff(0) * 1000).toBe(FIRST_DELAY_MS / 2);
+    expect(backoff()).toBe(FIRST_DELAY_MS / 2);
     now = 100_000;
     random = 0.999;
-    expect(backoff(0) * 1000).toBeCloseTo(FIRST_DELAY_MS, 1);
+    expect(backoff()).toBeCloseTo(FIRST_DELAY_MS, 1);
   });
 });
