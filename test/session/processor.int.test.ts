@@ -10,6 +10,7 @@ import { silentLogger } from "../../src/session/processor.js";
 import { createRuntime, type Runtime, type RuntimeOptions, SessionBusyError } from "../../src/session/runtime.js";
 import type { TokenFrame } from "../../src/session/token-bus.js";
 import { describeEachDb } from "../support/db.js";
+import { interceptQuery } from "../support/intercept.js";
 import { clientEffects, cursor, isCaughtUp, uniqueKey } from "../support/sessions.js";
 import { eventually, gate } from "../support/wait.js";
 
@@ -259,18 +260,13 @@ describeEachDb("session processing", (t) => {
     // The sweep's claim is held until a notified session has taken the only slot.
     const sweepHeld = gate();
     const sweepSent = gate();
-    const db = new Proxy(t.db, {
-      get(target, name, receiver) {
-        if (name !== "query") return Reflect.get(target, name, receiver);
-        return async (sql: string, params?: unknown[]) => {
-          if (sql.includes("claim_sessions(")) {
-            sweepSent.open();
-            await sweepHeld.promise;
-          }
-          return target.query(sql, params);
-        };
-      },
-    }) as Db;
+    const db = interceptQuery(t.db, async (sql, run) => {
+      if (sql.includes("claim_sessions(")) {
+        sweepSent.open();
+        await sweepHeld.promise;
+      }
+      return run();
+    });
     const held = gate();
     const started: string[] = [];
     let running = 0;
@@ -366,20 +362,15 @@ describeEachDb("session processing", (t) => {
     const heartbeatGo = gate();
     const heartbeatDone = gate<boolean>();
     let holdHeartbeat = true;
-    const db = new Proxy(t.db, {
-      get(target, name, receiver) {
-        if (name !== "query") return Reflect.get(target, name, receiver);
-        return async (sql: string, params?: unknown[]) => {
-          if (!holdHeartbeat || !sql.includes("heartbeat_session(")) return target.query(sql, params);
-          holdHeartbeat = false;
-          heartbeatHeld.open();
-          await heartbeatGo.promise;
-          const rows = await target.query<{ ok: boolean }>(sql, params);
-          heartbeatDone.open(rows[0]?.ok === true);
-          return rows;
-        };
-      },
-    }) as Db;
+    const db = interceptQuery(t.db, async (sql, run) => {
+      if (!holdHeartbeat || !sql.includes("heartbeat_session(")) return run();
+      holdHeartbeat = false;
+      heartbeatHeld.open();
+      await heartbeatGo.promise;
+      const rows = await run();
+      heartbeatDone.open(rows[0]?.ok === true);
+      return rows;
+    });
     const warnings: string[] = [];
     const s = uniqueKey();
     let notifiedOfSecond = false;
@@ -605,18 +596,13 @@ describeEachDb(
       const sweepHeld = gate();
       const sweepSent = gate();
       let hold = false;
-      const held = new Proxy(db, {
-        get(target, name, receiver) {
-          if (name !== "query") return Reflect.get(target, name, receiver);
-          return async (sql: string, params?: unknown[]) => {
-            if (hold && sql.includes("claim_sessions(")) {
-              sweepSent.open();
-              await sweepHeld.promise;
-            }
-            return target.query(sql, params);
-          };
-        },
-      }) as Db;
+      const held = interceptQuery(db, async (sql, run) => {
+        if (hold && sql.includes("claim_sessions(")) {
+          sweepSent.open();
+          await sweepHeld.promise;
+        }
+        return run();
+      });
       const paused = gate();
       const resume = gate();
       const runs: number[] = [];
